@@ -1,0 +1,53 @@
+"""napari-xview: self-supervised CT slice synthesis by incremental cross-view mutual distillation.
+
+Importing this package is cheap: it loads neither torch nor Qt. The public API below is
+resolved lazily on first attribute access.
+
+>>> import napari_xview as xv                                    # doctest: +SKIP
+>>> volume = xv.load_volume("scan.nii.gz")                       # doctest: +SKIP
+>>> for event in xv.train(volume, xv.ModelConfig.from_preset("lite", 4)):  # doctest: +SKIP
+...     print(event)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Volume": "napari_xview.volume",
+    "load_volume": "napari_xview.volume",
+    "save_volume": "napari_xview.volume",
+    "make_phantom": "napari_xview.sample",
+    "ModelConfig": "napari_xview.config",
+    "TrainConfig": "napari_xview.config",
+    "train": "napari_xview.engine",
+    "synthesize": "napari_xview.engine",
+    "load_model": "napari_xview.engine",
+    "save_model": "napari_xview.engine",
+    "evaluate": "napari_xview.evaluate",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari_xview.config import ModelConfig, TrainConfig
+    from napari_xview.engine import load_model, save_model, synthesize, train
+    from napari_xview.evaluate import evaluate
+    from napari_xview.sample import make_phantom
+    from napari_xview.volume import Volume, load_volume, save_volume
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'napari_xview' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,249 @@
+"""Configuration dataclasses: what a model is, and how it is trained.
+
+Everything here is plain, frozen and serialisable (``asdict`` gives only ints, floats, strings,
+bools and tuples), so a configuration can be saved inside a checkpoint that loads with
+``torch.load(..., weights_only=True)`` and rebuilt with :meth:`ModelConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Intensity window (HU) mapped to [0, 1] for the networks, as in the paper's code.
+DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
+
+SUPPORTED_FACTORS = (2, 3, 4, 5, 6, 7, 8)
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the two interpolation networks of section 3.1, bound to one factor r.
+
+    Parameters
+    ----------
+    factor : int
+        Upsampling factor r along z: r - 1 slices are synthesised between two input slices.
+    preset : str
+        Name of the preset the sizes came from ("paper", "lite" or "custom").
+    sint_channels : int
+        Feature width of SInt-A after space-to-depth (192 in the paper, Fig. 4).
+    sint_blocks : int
+        Residual channel-attention blocks per encoder group and per decoder module (12).
+    space_to_depth : int
+        Space-to-depth block size of SInt-A (8 in the paper).
+    memory_items : int
+        Number m of memory items (10 in section 4.1); the item dimension d is ``sint_channels``.
+    use_memory : bool
+        Read the memory bank (equations (1)-(2)); False is the "w/o memory" ablation of Table 3.
+    pint_channels, pint_groups, pint_blocks : int
+        HAN [20] width, number of residual groups and blocks per group for PInt.
+    reduction : int
+        Channel-attention reduction ratio of the residual blocks (16 in RCAN/HAN).
+    window : tuple of float
+        Intensity window (low, high) in HU mapped to [0, 1]; saved with the model.
+    """
+
+    factor: int = 4
+    preset: str = "lite"
+    sint_channels: int = 192
+    sint_blocks: int = 12
+    space_to_depth: int = 8
+    memory_items: int = 10
+    use_memory: bool = True
+    pint_channels: int = 64
+    pint_groups: int = 10
+    pint_blocks: int = 20
+    reduction: int = 16
+    window: tuple[float, float] = DEFAULT_WINDOW
+
+    def __post_init__(self) -> None:
+        _check_choice("factor", self.factor, SUPPORTED_FACTORS)
+        for name in ("sint_channels", "sint_blocks", "space_to_depth", "memory_items",
+                     "pint_channels", "pint_groups", "pint_blocks", "reduction"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        low, high = self.window
+        if not high > low:
+            raise ValueError(f"window must be (low, high) with high > low, got {self.window}")
+        object.__setattr__(self, "window", (float(low), float(high)))
+
+    @classmethod
+    def from_preset(cls, name: str, factor: int, **overrides: Any) -> ModelConfig:
+        """Build the named preset ("paper" or "lite") for ``factor``, with optional overrides."""
+        _check_choice("preset", name, tuple(MODEL_PRESETS))
+        values = {**MODEL_PRESETS[name], **overrides}
+        preset = name if not overrides.keys() - {"window", "use_memory"} else "custom"
+        return cls(factor=factor, preset=preset, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (ints, floats, strings, bools, lists) for a checkpoint."""
+        values = dataclasses.asdict(self)
+        values["window"] = list(self.window)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
+        values = dict(values)
+        if "window" in values:
+            values["window"] = tuple(values["window"])
+        return cls(**values)
+
+
+#: Named network sizes. "paper" follows section 3.1 and HAN [20]; "lite" is sized so one
+#: training step of both networks on a batch of four 15 x 128 x 128 crops takes about a
+#: second on two CPU cores (see docs/models.md for the measurement).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(sint_channels=192, sint_blocks=12, space_to_depth=8, memory_items=10,
+                  pint_channels=64, pint_groups=10, pint_blocks=20, reduction=16),
+    "lite": dict(sint_channels=64, sint_blocks=2, space_to_depth=8, memory_items=10,
+                 pint_channels=24, pint_groups=2, pint_blocks=2, reduction=8),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the two networks are trained (section 3.2, defaults of section 4.1).
+
+    Parameters
+    ----------
+    steps : int or None
+        Total optimisation steps over both stages. Exactly one of ``steps`` and ``minutes``
+        is used; when both are None, ``steps`` defaults to 2000.
+    minutes : float or None
+        Wall-clock budget over both stages, instead of ``steps``.
+    stage1_fraction : float
+        Share of the budget given to stage 1 (single-view internal learning); the paper does
+        not state the split.
+    batch_size : int
+        Crops per step (4, section 4.1).
+    crop_slices : int
+        Slices per training crop (15, section 4.1).
+    patch_size : int
+        In-plane patch size (128).
+    central_size : int
+        Only the central ``central_size`` x ``central_size`` region of each slice is sampled (256).
+    lr, lr_decay, lr_decay_at : float
+        Adam learning rate 1e-4, multiplied by ``lr_decay`` = 0.1 once ``lr_decay_at`` of the
+        budget has passed ("decayed by 0.1 after ten epochs" of fifty: 0.2).
+    gamma : float
+        Fraction of points with the smallest squared error used by equations (11)-(12) (0.4).
+    n_incremental : int
+        N, the number of incremental interpolation rounds of section 3.2.2 (2).
+    weight_cmd, weight_memory : float
+        Weights of L_c^cmd + L_s^cmd (0.15) and of L^com + L^sep (0.1) in the total objective.
+    wavelet, wavelet_levels, use_wavelet : str, int, bool
+        Wavelet of the high-frequency losses of equations (8)-(10), its number of scales (3),
+        and whether to use it ("w/o WT" ablation when False).
+    cross_view : bool
+        Run stage 2 (False: "w/o L_c^cmd or L_s^cmd" ablation, stage 1 for the whole budget).
+    use_cmd_coronal, use_cmd_sagittal : bool
+        Keep L_c^cmd / L_s^cmd ("w/o L_c^cmd", "w/o L_s^cmd" ablations).
+    degradation : str
+        How V is degraded along z for internal learning: "direct" (keep one slice in r) or
+        "blur-noise" (slice profile, subsampling and Gaussian noise).
+    blur_fwhm : float
+        Slice-profile FWHM of "blur-noise", in units of the input slice spacing times r.
+    noise_sigma : float
+        Standard deviation of the additive noise of "blur-noise", on the [0, 1] window scale.
+    recipe : str
+        "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs).
+    seed : int
+        Seed of every random generator used in training.
+    device : str
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    amp : bool
+        Mixed precision (bfloat16/float16 autocast) where the device is CUDA.
+    num_threads : int or None
+        CPU threads for torch; None keeps torch's choice capped at the machine's cores.
+    checkpoint_every : int
+        Steps between automatic checkpoints when a checkpoint path is given (0: only at the end).
+    """
+
+    steps: int | None = None
+    minutes: float | None = None
+    stage1_fraction: float = 0.5
+    batch_size: int = 4
+    crop_slices: int = 15
+    patch_size: int = 128
+    central_size: int = 256
+    lr: float = 1e-4
+    lr_decay: float = 0.1
+    lr_decay_at: float = 0.2
+    gamma: float = 0.4
+    n_incremental: int = 2
+    weight_cmd: float = 0.15
+    weight_memory: float = 0.1
+    wavelet: str = "haar"
+    wavelet_levels: int = 3
+    use_wavelet: bool = True
+    cross_view: bool = True
+    use_cmd_coronal: bool = True
+    use_cmd_sagittal: bool = True
+    degradation: str = "direct"
+    blur_fwhm: float = 1.0
+    noise_sigma: float = 0.01
+    recipe: str = "paper"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int | None = None
+    checkpoint_every: int = 200
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.minutes is not None:
+            raise ValueError("give a training budget in steps or in minutes, not both")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be positive, got {self.minutes}")
+        if not 0.0 <= self.stage1_fraction <= 1.0:
+            raise ValueError(f"stage1_fraction must lie in [0, 1], got {self.stage1_fraction}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
+        if self.n_incremental < 1:
+            raise ValueError(f"n_incremental (N) must be at least 1, got {self.n_incremental}")
+        if self.crop_slices < 3:
+            raise ValueError(f"crop_slices must be at least 3, got {self.crop_slices}")
+        if self.batch_size < 1 or self.patch_size < 8 or self.central_size < self.patch_size:
+            raise ValueError("need batch_size >= 1, patch_size >= 8, central_size >= patch_size")
+        _check_choice("degradation", self.degradation, ("direct", "blur-noise"))
+        _check_choice("recipe", self.recipe, ("paper", "inplane"))
+        if self.wavelet_levels < 1:
+            raise ValueError(f"wavelet_levels must be at least 1, got {self.wavelet_levels}")
+
+    @property
+    def total_steps(self) -> int | None:
+        """Step budget, or None when the budget is wall-clock minutes."""
+        if self.minutes is not None:
+            return None
+        return 2000 if self.steps is None else self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary for a checkpoint (``extra`` included only if JSON-like)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training configuration keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+#: Training recipes: the paper's as written, and the paper's plus in-plane pairs for PInt.
+PAPER_TRAIN = TrainConfig()
