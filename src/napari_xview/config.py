@@ -48,6 +48,10 @@ class ModelConfig:
         Channel-attention reduction ratio of the residual blocks (16 in RCAN/HAN).
     window : tuple of float
         Intensity window (low, high) in HU mapped to [0, 1]; saved with the model.
+    residual_to_linear : bool
+        Both networks predict a correction added to the linear interpolation of their input
+        (True) or the intensities themselves (False). The paper does not say; the residual
+        form learns faster from few steps (see docs/models.md).
     """
 
     factor: int = 4
@@ -62,6 +66,7 @@ class ModelConfig:
     pint_blocks: int = 20
     reduction: int = 16
     window: tuple[float, float] = DEFAULT_WINDOW
+    residual_to_linear: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("factor", self.factor, SUPPORTED_FACTORS)

@@ -1,0 +1,41 @@
+"""The two interpolation networks of section 3.1: SInt-A and PInt (shared by two views).
+
+>>> import torch
+>>> from napari_xview.config import ModelConfig
+>>> from napari_xview.models import build_models
+>>> sint, pint = build_models(ModelConfig.from_preset("lite", factor=2))
+>>> slices, losses = sint(torch.rand(1, 1, 37, 45), torch.rand(1, 1, 37, 45))
+>>> tuple(slices.shape)
+(1, 1, 37, 45)
+>>> tuple(pint(torch.rand(1, 1, 7, 45)).shape)
+(1, 1, 13, 45)
+"""
+
+from __future__ import annotations
+
+from napari_xview.config import ModelConfig
+from napari_xview.models.memory import MemoryBank, MemoryLosses
+from napari_xview.models.pixel_interp import PixelInterpNet
+from napari_xview.models.slice_interp import SliceInterpNet
+
+__all__ = [
+    "MemoryBank",
+    "MemoryLosses",
+    "PixelInterpNet",
+    "SliceInterpNet",
+    "build_models",
+    "count_parameters",
+]
+
+
+def build_models(config: ModelConfig) -> tuple[SliceInterpNet, PixelInterpNet]:
+    """Build SInt-A and PInt for ``config``, in that order (deterministic under a seed)."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}; "
+                        f"use ModelConfig.from_preset('lite', factor)")
+    return SliceInterpNet(config), PixelInterpNet(config)
+
+
+def count_parameters(module) -> int:
+    """Number of trainable parameters of ``module`` (memory items are buffers, not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,169 @@
+"""Building blocks shared by the two interpolation networks of section 3.1.
+
+The residual channel-attention block and the residual group come from RCAN (Zhang et al.,
+ECCV 2018) as used by CAIN [3] in SInt-A and by HAN [20] in PInt; the layer attention and
+channel-spatial attention modules are HAN's. The remaining helpers handle the geometry:
+padding to a multiple of the space-to-depth block, the sub-pixel shuffle along rows only,
+and the linear interpolation that both networks can learn a residual over.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """3 x 3 convolution with bias and 'same' zero padding."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation channel attention of RCAN.
+
+    Parameters
+    ----------
+    channels : int
+        Number of feature channels.
+    reduction : int
+        Ratio between ``channels`` and the width of the bottleneck (at least one channel).
+    """
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.squeeze = nn.Conv2d(channels, hidden, kernel_size=1)
+        self.excite = nn.Conv2d(hidden, channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weights = x.mean(dim=(-2, -1), keepdim=True)
+        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(weights))))
+        return x * weights
+
+
+class ResidualChannelAttentionBlock(nn.Module):
+    """RCAB: conv - ReLU - conv - channel attention, plus the identity."""
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(channels, channels),
+            nn.ReLU(inplace=True),
+            conv3x3(channels, channels),
+            ChannelAttention(channels, reduction),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResidualGroup(nn.Module):
+    """``blocks`` RCABs and a closing 3 x 3 convolution, wrapped by a long skip connection."""
+
+    def __init__(self, channels: int, blocks: int, reduction: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            ResidualChannelAttentionBlock(channels, reduction) for _ in range(blocks)
+        ]
+        layers.append(conv3x3(channels, channels))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class LayerAttention(nn.Module):
+    """Layer attention module (LAM) of HAN [20]: attention across the outputs of N layers.
+
+    The N feature maps are flattened to vectors, their N x N Gram matrix is turned into
+    weights with a softmax of ``rowmax - energy`` (HAN's choice, taken from DANet's channel
+    attention), and the re-weighted features are added to the inputs with a learnt scale
+    that starts at zero, so the module begins as the identity.
+
+    Input (B, N, C, H, W); output (B, N * C, H, W).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, layers: Tensor) -> Tensor:
+        batch, count, channels, height, width = layers.shape
+        flat = layers.reshape(batch, count, -1)
+        # The Gram matrix sums C*H*W products: float32 avoids overflow under autocast.
+        energy = torch.bmm(flat.float(), flat.float().transpose(1, 2))
+        energy = energy.amax(dim=-1, keepdim=True) - energy
+        attention = torch.softmax(energy, dim=-1).to(flat.dtype)
+        attended = torch.bmm(attention, flat)
+        out = self.scale * attended + flat
+        return out.reshape(batch, count * channels, height, width)
+
+
+class ChannelSpatialAttention(nn.Module):
+    """Channel-spatial attention module (CSAM) of HAN [20].
+
+    A single-filter 3-D convolution over (channel, row, column) gives a sigmoid attention
+    map; the features are scaled by it and added to themselves with a learnt scale that
+    starts at zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, kernel_size=3, padding=1)
+        self.scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        attention = torch.sigmoid(self.conv(x.unsqueeze(1))).squeeze(1)
+        return x + self.scale * attention * x
+
+
+def shuffle_rows(x: Tensor, factor: int) -> Tensor:
+    """Sub-pixel shuffle along rows only: (B, factor * C, L, W) -> (B, C, factor * L, W).
+
+    Channel ``c * factor + t`` becomes output row ``factor * i + t`` of channel ``c``, the
+    one-dimensional analogue of :func:`torch.nn.functional.pixel_shuffle`.
+    """
+    batch, channels, rows, cols = x.shape
+    x = x.reshape(batch, channels // factor, factor, rows, cols)
+    return x.permute(0, 1, 3, 2, 4).reshape(batch, channels // factor, rows * factor, cols)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad the last two dims at their ends so both become multiples of ``multiple``.
+
+    Reflection keeps image statistics at the border; where a side is too short to reflect
+    (padding must be smaller than the size), the edge is replicated instead.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def blend_weights(factor: int, like: Tensor) -> Tensor:
+    """Positions t / r, t = 1 .. r - 1, of the intermediate slices, shaped (1, r - 1, 1, 1)."""
+    steps = torch.arange(1, factor, device=like.device, dtype=like.dtype) / factor
+    return steps.reshape(1, factor - 1, 1, 1)
+
+
+def linear_between(first: Tensor, second: Tensor, factor: int) -> Tensor:
+    """The r - 1 slices linearly interpolated between two (B, 1, H, W) slices: (B, r-1, H, W)."""
+    weights = blend_weights(factor, first)
+    return (1 - weights) * first + weights * second
+
+
+def linear_rows(image: Tensor, factor: int) -> Tensor:
+    """Linear interpolation along dim -2: (B, C, L, W) -> (B, C, r * (L - 1) + 1, W).
+
+    Input row i lands on output row r * i, the grid convention of the whole package.
+    """
+    upper, lower = image[..., :-1, :], image[..., 1:, :]
+    weights = torch.arange(factor, device=image.device, dtype=image.dtype) / factor
+    weights = weights.reshape(1, 1, 1, factor, 1)
+    rows = (1 - weights) * upper.unsqueeze(-2) + weights * lower.unsqueeze(-2)
+    batch, channels, pairs, _, width = rows.shape
+    rows = rows.reshape(batch, channels, pairs * factor, width)
+    return torch.cat([rows, image[..., -1:, :]], dim=-2)

@@ -1,0 +1,121 @@
+"""PInt: pixel-wise interpolation in the coronal and sagittal views (section 3.1.2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from napari_xview.config import ModelConfig
+from napari_xview.models.blocks import (
+    ChannelSpatialAttention,
+    LayerAttention,
+    ResidualGroup,
+    conv3x3,
+    linear_rows,
+    shuffle_rows,
+)
+
+
+def check_view_image(image: Tensor) -> None:
+    """Raise ValueError unless ``image`` is a (B, 1, L, W) tensor with L >= 2 and W >= 1."""
+    if not isinstance(image, Tensor):
+        raise ValueError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if image.dim() != 4 or image.shape[1] != 1:
+        raise ValueError(f"image must have shape (B, 1, L, W), got {tuple(image.shape)}; "
+                         f"add the channel axis with tensor.unsqueeze(1)")
+    if image.shape[-2] < 2:
+        raise ValueError(f"image needs at least 2 rows along the slice axis (dim -2) to "
+                         f"interpolate between, got {image.shape[-2]}")
+    if image.shape[0] == 0 or image.shape[-1] == 0:
+        raise ValueError(f"empty image: shape {tuple(image.shape)}")
+
+
+class PixelInterpNet(nn.Module):
+    """PInt: the holistic attention network HAN [20], upscaling by r along rows only.
+
+    One network serves the coronal and the sagittal view: its input is a (B, 1, L, W) image
+    whose dim -2 is the slice axis z; the output has r * (L - 1) + 1 rows (the r * L rows of
+    the super-resolved image minus the last r - 1, as section 3.1.2 says), input row i at
+    output row r * i.
+
+    Layout, as in HAN: a 3 x 3 head convolution; ``pint_groups`` residual groups of
+    ``pint_blocks`` residual channel-attention blocks and a closing convolution; the layer
+    attention module (LAM) over the N = groups + 1 intermediate features, fused by a
+    3 x 3 convolution; the channel-spatial attention module (CSAM) on the last feature; the
+    two concatenated and fused by a 3 x 3 convolution, plus the head's output (long skip);
+    then the upsampler and a 3 x 3 convolution to one channel.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Uses ``factor``, ``pint_channels``, ``pint_groups``, ``pint_blocks``, ``reduction``
+        and ``residual_to_linear``.
+
+    Notes
+    -----
+    * HAN's sub-pixel upsampler (a convolution to r^2 C channels and a pixel shuffle) is
+      replaced by its one-dimensional analogue: a convolution to r C channels whose groups
+      of r channels become r consecutive rows (:func:`shuffle_rows`), so columns are kept.
+    * HAN's RGB mean shift is dropped (one [0, 1] channel). With ``residual_to_linear``
+      the output is the linear interpolation along rows plus the network's output (the
+      paper does not say), and the last convolution starts at a tenth of its default
+      scale. Outputs are not clamped.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.factor = config.factor
+        self.residual_to_linear = config.residual_to_linear
+        width, groups = config.pint_channels, config.pint_groups
+
+        self.head = conv3x3(1, width)
+        self.groups = nn.ModuleList(
+            ResidualGroup(width, config.pint_blocks, config.reduction) for _ in range(groups)
+        )
+        self.body_end = conv3x3(width, width)
+        self.layer_attention = LayerAttention()
+        self.layer_fuse = conv3x3((groups + 1) * width, width)
+        self.channel_spatial_attention = ChannelSpatialAttention()
+        self.merge = conv3x3(2 * width, width)
+        self.upsample = conv3x3(width, self.factor * width)
+        self.tail = conv3x3(width, 1)
+        if self.residual_to_linear:
+            with torch.no_grad():
+                self.tail.weight.mul_(0.1)
+                self.tail.bias.mul_(0.1)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Upscale ``image`` by r along dim -2.
+
+        Parameters
+        ----------
+        image : Tensor
+            (B, 1, L, W) coronal or sagittal images on the [0, 1] scale, L >= 2.
+
+        Returns
+        -------
+        Tensor
+            (B, 1, r * (L - 1) + 1, W).
+        """
+        check_view_image(image)
+        rows = self.factor * (image.shape[-2] - 1) + 1
+        shallow = self.head(image)
+        deep = self._holistic_attention(shallow) + shallow
+        upscaled = self.tail(shuffle_rows(self.upsample(deep), self.factor))[..., :rows, :]
+        if self.residual_to_linear:
+            upscaled = upscaled + linear_rows(image, self.factor)
+        return upscaled
+
+    def _holistic_attention(self, features: Tensor) -> Tensor:
+        """Residual groups with layer attention and channel-spatial attention (HAN body)."""
+        layers = []
+        for group in self.groups:
+            features = group(features)
+            layers.append(features)
+        features = self.body_end(features)
+        layers.append(features)
+        across_layers = self.layer_fuse(self.layer_attention(torch.stack(layers, dim=1)))
+        within_layer = self.channel_spatial_attention(features)
+        return self.merge(torch.cat([within_layer, across_layers], dim=1))
