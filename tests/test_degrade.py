@@ -114,6 +114,15 @@ def test_noise_is_reproducible_with_a_seed():
     torch.testing.assert_close(runs[0], runs[1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batch_with_a_cpu_generator():
+    batch = torch.zeros(1, 9, 8, 8, device="cuda")
+    low = degrade_z_torch(batch, 4, mode="blur-noise", noise_sigma=0.1,
+                          generator=torch.Generator().manual_seed(0))
+    assert low.device.type == "cuda"
+    assert tuple(low.shape) == (1, 3, 8, 8)
+
+
 def test_torch_degradation_is_differentiable():
     batch = torch.rand(1, 9, 4, 4, dtype=torch.float64, requires_grad=True)
     low = degrade_z_torch(batch, 2, mode="blur-noise", noise_sigma=0.0)

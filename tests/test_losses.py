@@ -103,6 +103,18 @@ def test_internal_loss_module_equals_function():
         InternalLoss(wavelet="nope")
 
 
+def test_internal_loss_in_half_precision_and_autocast_is_float32():
+    pred, target = _images(1, 1, 8, 8, seed=8), _images(1, 1, 8, 8, seed=9)
+    reference = internal_loss(pred, target)
+    half = internal_loss(pred.bfloat16(), target.bfloat16())
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half.double(), reference, rtol=2e-2, atol=0)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        inside = internal_loss(pred.float(), target.float())
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside.double(), reference, rtol=1e-5, atol=0)
+
+
 def test_internal_loss_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="crop the target"):
         internal_loss(_images(1, 1, 8, 8), _images(1, 1, 8, 9))

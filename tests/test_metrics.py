@@ -116,7 +116,7 @@ def test_evaluate_volume_keys_and_variants():
     scores = evaluate_volume(pred, target, 4)
     assert set(scores) == {"psnr", "ssim_a", "ssim_c", "ssim_s",
                            "psnr_all", "ssim_a_all", "ssim_c_all", "ssim_s_all"}
-    assert all(isinstance(value, float) for value in scores.values())
+    assert all(type(value) is float for value in scores.values())
     # exact input slices: all-slice PSNR is higher by 10 log10(n_all / n_synth)
     assert scores["psnr_all"] - scores["psnr"] == pytest.approx(10 * math.log10(13 / 9))
     assert scores["psnr"] == pytest.approx(psnr(pred, target, mask=synthesized))

@@ -177,7 +177,8 @@ def internal_loss(
     Returns
     -------
     Tensor
-        Scalar loss, differentiable with respect to both arguments.
+        Scalar loss, differentiable with respect to both arguments; float32 for half-precision
+        inputs, computed outside autocast.
 
     Notes
     -----
@@ -189,11 +190,16 @@ def internal_loss(
         raise ValueError(f"expected images of shape (B, C, H, W), got shape {tuple(pred.shape)}")
     _check_pair(pred, target)
     error = pred - target
+    if error.dtype in (torch.float16, torch.bfloat16):
+        # Half-precision squares of small errors underflow; losses are summed in float32.
+        error = error.float()
     loss = error.square().mean()
     if use_wavelet:
-        # The transform is linear: WT(pred) - WT(target) = WT(pred - target), one pass only.
-        for bands in dwt2(error, wavelet, levels):
-            loss = loss + torch.cat([band.flatten() for band in bands]).square().mean()
+        # Autocast would run the wavelet convolutions in half precision again.
+        with torch.autocast(device_type=error.device.type, enabled=False):
+            # The transform is linear: WT(pred) - WT(target) = WT(pred - target), one pass.
+            for bands in dwt2(error, wavelet, levels):
+                loss = loss + torch.cat([band.flatten() for band in bands]).square().mean()
     return loss
 
 

@@ -229,7 +229,7 @@ def _ssim_means(
             f"the slice selection leaves no {view} SSIM value: the 5 rows at each border of "
             "coronal and sagittal images are cropped, so select slices away from the ends"
         )
-    return list(sums / counts)
+    return [float(total) for total in sums / counts]
 
 
 def ssim_view(
