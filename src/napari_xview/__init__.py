@@ -31,7 +31,12 @@ _LAZY = {
     "evaluate": "napari_xview.evaluate",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
+    "__version__",
+    "Volume", "load_volume", "save_volume", "make_phantom",
+    "ModelConfig", "TrainConfig",
+    "train", "synthesize", "load_model", "save_model", "evaluate",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_xview.config import ModelConfig, TrainConfig

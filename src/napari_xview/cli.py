@@ -1,0 +1,317 @@
+"""The ``napari-xview`` command line: train, synthesize, run (both) and evaluate.
+
+Every command reports progress on standard error and turns bad input into one clear line
+(``napari-xview: error: ...``, exit status 2) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from napari_xview import __version__
+from napari_xview.config import MODEL_PRESETS, ModelConfig, TrainConfig
+
+#: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+#: File endings that make a folder a set of volumes rather than a DICOM series.
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".nrrd", ".nhdr")
+
+
+# --------------------------------------------------------------------------- arguments
+def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("input", nargs="*" if many else "?", default=None,
+                       help="NIfTI, TIFF, NRRD file or DICOM series folder" +
+                            (" (several, or a folder of volumes)" if many else ""))
+    group.add_argument("--sample", action="store_true",
+                       help="use the generated CT phantom (5 mm slices) instead of a file")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--factor", "-r", type=int, required=True, help="slices per input gap, r")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite",
+                        help="network sizes: lite (CPU-friendly) or paper (section 3.1)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="training budget in optimisation steps")
+    budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--recipe", choices=("paper", "inplane"), default=defaults.recipe,
+                        help="paper: section 3.2 as written; inplane: PInt also learns from "
+                             "in-plane pairs at the true scale")
+    parser.add_argument("--train-degradation", choices=("direct", "blur-noise"),
+                        help="degradation model of internal learning (default: direct, or the "
+                             "evaluation's --degradation)")
+    parser.add_argument("--gamma", type=float, default=defaults.gamma,
+                        help="share of voxels in the cross-view losses, eqs (11)-(12)")
+    parser.add_argument("--n-incremental", type=int, default=defaults.n_incremental,
+                        help="N, incremental interpolation rounds")
+    parser.add_argument("--stage1-fraction", type=float, default=defaults.stage1_fraction,
+                        help="share of the budget for stage 1 (internal learning only)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
+    parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    ablation = parser.add_argument_group("ablations (Table 3 of the paper)")
+    ablation.add_argument("--no-cross-view", action="store_true",
+                          help="stage 1 only: without L_c^cmd and L_s^cmd")
+    ablation.add_argument("--no-cmd-coronal", action="store_true", help="without L_c^cmd")
+    ablation.add_argument("--no-cmd-sagittal", action="store_true", help="without L_s^cmd")
+    ablation.add_argument("--no-wavelet", action="store_true", help="without the wavelet loss")
+    ablation.add_argument("--no-memory", action="store_true", help="without the memory bank")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-xview",
+        description="Self-supervised CT slice synthesis by incremental cross-view mutual "
+                    "distillation (Fang et al., CVPR 2022).")
+    parser.add_argument("--version", action="version", version=f"napari-xview {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="learn from thick-slice scans; write a model")
+    _add_input(train, many=True)
+    _add_training_options(train)
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a stopped run")
+    train.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+
+    synth = commands.add_parser("synthesize", help="apply a model to a scan")
+    _add_input(synth)
+    synth.add_argument("--model", required=True, help="model file from `napari-xview train`")
+    synth.add_argument("--device", default="auto")
+    synth.add_argument("--keep-input-slices", action="store_true",
+                       help="put the measured slices back into the fused volume")
+    synth.add_argument("--views", metavar="DIR",
+                       help="also write axial, coronal, sagittal and disagreement volumes here")
+    synth.add_argument("-o", "--output", required=True, help="output volume (.nii.gz, .tif, ...)")
+    synth.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    run = commands.add_parser("run", help="train on a scan, then synthesize it")
+    _add_input(run)
+    _add_training_options(run)
+    run.add_argument("--keep-input-slices", action="store_true")
+    run.add_argument("--views", metavar="DIR")
+    run.add_argument("--save-model", metavar="PATH", help="also keep the trained model")
+    run.add_argument("-o", "--output", required=True)
+    run.add_argument("--overwrite", action="store_true")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="treat a scan as ground truth: degrade, train on the degraded scan only, "
+                         "synthesize and compare with classical interpolation")
+    _add_input(evaluate)
+    _add_training_options(evaluate)
+    evaluate.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct",
+                          help="how the thick-slice input is simulated from the ground truth")
+    evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    evaluate.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
+    evaluate.add_argument("--save-model", metavar="PATH")
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+def model_config_from(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig.from_preset(args.preset, args.factor,
+                                   **({"use_memory": False} if args.no_memory else {}))
+
+
+def train_config_from(args: argparse.Namespace, degradation: str = "direct") -> TrainConfig:
+    return TrainConfig(
+        steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
+        recipe=args.recipe, degradation=args.train_degradation or degradation,
+        gamma=args.gamma, n_incremental=args.n_incremental,
+        stage1_fraction=args.stage1_fraction, batch_size=args.batch_size,
+        num_threads=args.threads, amp=not args.no_amp, checkpoint_every=args.checkpoint_every,
+        cross_view=not args.no_cross_view, use_cmd_coronal=not args.no_cmd_coronal,
+        use_cmd_sagittal=not args.no_cmd_sagittal, use_wavelet=not args.no_wavelet)
+
+
+def load_inputs(paths: Sequence[str] | None, sample: bool):
+    """The volumes named on the command line: files, DICOM folders, or folders of volumes."""
+    from napari_xview.sample import make_phantom
+    from napari_xview.volume import load_volume
+
+    if sample:
+        return [make_phantom()]
+    volumes = []
+    for path in map(Path, paths or ()):
+        files = sorted(p for p in path.iterdir() if p.name.lower().endswith(VOLUME_SUFFIXES)) \
+            if path.is_dir() else []
+        # a folder of volume files is a training set; any other folder is one DICOM series
+        volumes.extend(load_volume(p) for p in (files or [path]))
+    return volumes
+
+
+def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = ()) -> None:
+    """Fail before hours of training rather than after, if the output cannot be written.
+
+    The input is never overwritten, ``--overwrite`` or not.
+    """
+    path = Path(path).expanduser().resolve()
+    for source in inputs:
+        if source and Path(source).expanduser().resolve() == path:
+            raise FileExistsError(f"{path} is the input: napari-xview never overwrites its "
+                                  f"input, choose another output")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists: choose another output or pass --overwrite")
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(trainer) -> Iterator[None]:
+    """First Ctrl-C asks the trainer to stop after its current step (and save); second aborts."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        sys.stderr.write("\nstopping after this step (Ctrl-C again to abort)...\n")
+        trainer.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_training(trainer, label: str = "train"):
+    """Drive ``trainer.run()`` with a progress bar; returns the Finished event."""
+    from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
+    from napari_xview.progress import ProgressBar, format_seconds
+
+    bar = ProgressBar(label)
+    finished = None
+    with stop_on_interrupt(trainer):
+        for event in trainer.run():
+            if isinstance(event, StageStarted):
+                bar.update(trainer.fraction(), f"stage {event.stage}: {event.name} on "
+                                                  f"{event.device}", force=True)
+            elif isinstance(event, Step):
+                total = f"/{event.total_steps}" if event.total_steps else ""
+                bar.update(event.fraction,
+                           f"step {event.step}{total} loss {event.losses['total']:.4g} "
+                           f"{event.steps_per_second:.2f} it/s ETA {format_seconds(event.eta_s)}")
+            elif isinstance(event, CheckpointSaved):
+                bar.update(trainer.fraction(), f"checkpoint {event.path}")
+            elif isinstance(event, Finished):
+                finished = event
+    state = "stopped" if finished.stopped else "done"
+    bar.close(f"{state}: {finished.step} steps in {format_seconds(finished.elapsed_s)}")
+    return finished
+
+
+def make_trainer(args: argparse.Namespace, volumes, degradation: str = "direct",
+                 checkpoint_path: str | None = None):
+    from napari_xview.engine import Trainer
+
+    config = train_config_from(args, degradation)
+    if getattr(args, "resume", None):
+        resumed = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path)
+        if args.steps is not None or args.minutes is not None:
+            resumed.config = replace(resumed.config, steps=args.steps, minutes=args.minutes)
+        return resumed
+    return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
+
+
+def synthesize_with_progress(volume, model, device: str, keep_input_slices: bool, views: bool):
+    from napari_xview.engine import synthesize
+    from napari_xview.progress import ProgressBar
+
+    bar = ProgressBar("synthesize")
+    result = synthesize(volume, model, device=device, views=views,
+                        keep_input_slices=keep_input_slices,
+                        progress=lambda fraction, message: bar.update(fraction, message))
+    bar.close(f"{result.seconds:.1f} s")
+    return result
+
+
+def write_result(result, output: str, views_dir: str | None, overwrite: bool) -> None:
+    from napari_xview.volume import save_volume
+
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    written = [save_volume(result.fused, output, overwrite=overwrite)]
+    if views_dir:
+        suffix = "".join(Path(output).suffixes) or ".nii.gz"
+        Path(views_dir).mkdir(parents=True, exist_ok=True)
+        for name, volume in result.layers():
+            if name != "fused":
+                target = Path(views_dir) / f"{name}{suffix}"
+                written.append(save_volume(volume, target, overwrite=overwrite))
+    for path in written:
+        sys.stderr.write(f"wrote {path}\n")
+
+
+# --------------------------------------------------------------------------- commands
+def command_train(args: argparse.Namespace) -> int:
+    volumes = load_inputs(args.input, args.sample)
+    trainer = make_trainer(args, volumes, checkpoint_path=args.output)
+    finished = run_training(trainer)
+    sys.stderr.write(f"model saved to {args.output} after {finished.step} steps\n")
+    return 0
+
+
+def command_synthesize(args: argparse.Namespace) -> int:
+    from napari_xview.engine import load_model
+
+    check_output_free(args.output, args.overwrite, [args.input])
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample)
+    model = load_model(args.model)
+    result = synthesize_with_progress(volume, model, args.device, args.keep_input_slices,
+                                      views=bool(args.views))
+    write_result(result, args.output, args.views, args.overwrite)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from napari_xview.engine import save_model
+
+    check_output_free(args.output, args.overwrite, [args.input])
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample)
+    trainer = make_trainer(args, [volume])
+    finished = run_training(trainer)
+    if args.save_model:
+        save_model(finished.model, args.save_model)
+    result = synthesize_with_progress(volume, finished.model, args.device,
+                                      args.keep_input_slices, views=bool(args.views))
+    write_result(result, args.output, args.views, args.overwrite)
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from napari_xview.evaluate import evaluate_command
+
+    return evaluate_command(args)
+
+
+COMMANDS = {"train": command_train, "synthesize": command_synthesize, "run": command_run,
+            "evaluate": command_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-xview`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("synthesize", "run", "evaluate") and args.input and \
+            isinstance(args.input, list):
+        args.input = args.input[0]
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        parser.exit(2, f"napari-xview: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "napari-xview: interrupted\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The pair of interpolation networks as one object, and its checkpoint file.
+
+A checkpoint is a plain dictionary of tensors, numbers and strings, written atomically and read
+with ``torch.load(..., weights_only=True)``, so that opening a model file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_xview import __version__
+from napari_xview.config import ModelConfig
+from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
+
+#: Identifies our checkpoints; bumped when the layout of the file changes incompatibly.
+CHECKPOINT_FORMAT = "napari-xview-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model file that cannot be used: unreadable, foreign, of another version or factor."""
+
+
+@dataclass
+class XViewModel:
+    """SInt-A and the shared PInt network (section 3.1), bound to one :class:`ModelConfig`."""
+
+    config: ModelConfig
+    sint: SliceInterpNet
+    pint: PixelInterpNet
+
+    @classmethod
+    def create(cls, config: ModelConfig) -> XViewModel:
+        """Freshly initialised networks (seed torch beforehand for reproducibility)."""
+        sint, pint = build_models(config)
+        return cls(config, sint, pint)
+
+    @property
+    def factor(self) -> int:
+        """The upsampling factor r the networks were built for."""
+        return self.config.factor
+
+    def modules(self) -> tuple[nn.Module, nn.Module]:
+        return self.sint, self.pint
+
+    def parameters(self):
+        """All trainable parameters of both networks (one optimiser serves both)."""
+        return [p for module in self.modules() for p in module.parameters()]
+
+    def to(self, device: torch.device | str) -> XViewModel:
+        for module in self.modules():
+            module.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> XViewModel:
+        for module in self.modules():
+            module.train(mode)
+        return self
+
+    def eval(self) -> XViewModel:
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Weights and buffers (the memory bank included), moved to the CPU."""
+        return {name: {k: v.detach().cpu() for k, v in module.state_dict().items()}
+                for name, module in (("sint", self.sint), ("pint", self.pint))}
+
+    def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        try:
+            self.sint.load_state_dict(state["sint"])
+            self.pint.load_state_dict(state["pint"])
+        except (KeyError, RuntimeError) as error:
+            raise CheckpointError(
+                f"the weights in this checkpoint do not fit a {self.config.preset!r} model for "
+                f"factor {self.factor}: {str(error).splitlines()[0]}") from error
+
+    def check_factor(self, factor: int) -> None:
+        """Raise :class:`CheckpointError` unless the model was trained for ``factor``."""
+        if int(factor) != self.factor:
+            raise CheckpointError(
+                f"this model was trained for factor {self.factor}, not {factor}: train a model "
+                f"for factor {factor} or choose factor {self.factor}")
+
+
+def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dictionary written by :func:`save_model` (``train_state`` makes it resumable)."""
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "package_version": __version__,
+        "model_config": model.config.to_dict(),
+        "model_state": model.state_dict(),
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    return payload
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
+
+    A crash or a stop in the middle never leaves a truncated checkpoint behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def save_model(model: XViewModel, path: str | os.PathLike,
+               train_state: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (and optionally the state needed to resume training) atomically."""
+    return atomic_torch_save(checkpoint_dict(model, train_state), path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a checkpoint dictionary with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or truncated files
+        raise CheckpointError(
+            f"{path} is not a readable napari-xview model (corrupt, truncated or not a "
+            f"checkpoint): {type(error).__name__}") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a napari-xview model file")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')}, this napari-xview "
+            f"({__version__}) reads version {CHECKPOINT_VERSION}: retrain or use the matching "
+            f"napari-xview release")
+    for key in ("model_config", "model_state"):
+        if key not in payload:
+            raise CheckpointError(f"{path} lacks {key!r}: the file is incomplete")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> XViewModel:
+    """Rebuild the networks described by a checkpoint dictionary and load their weights."""
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the model configuration in the checkpoint is invalid: {error}") \
+            from error
+    model = XViewModel.create(config)
+    model.load_state_dict(payload["model_state"])
+    return model
+
+
+def load_model(path: str | os.PathLike, *, factor: int | None = None) -> XViewModel:
+    """Load a model saved by :func:`save_model` or by the trainer, in eval mode on the CPU.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.pt`` file.
+    factor : int, optional
+        When given, refuse a model trained for another factor with a clear message.
+    """
+    model = model_from_checkpoint(read_checkpoint(path)).eval()
+    if factor is not None:
+        model.check_factor(factor)
+    return model

@@ -1,0 +1,75 @@
+"""Training crops: random 15-slice windows of 128 x 128 patches from the central region.
+
+Section 4.1: "we only use central 256*256 regions of CT slices, which are further decomposed
+into 128x128 patches. Each training volume is composed of 15 slices." Volumes smaller than that
+are used whole along the dimension that is too small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from napari_xview.config import TrainConfig
+from napari_xview.volume import Volume, to_unit
+
+
+def volumes_to_unit(volumes: Sequence[Volume], window: tuple[float, float]) -> list[torch.Tensor]:
+    """Map each volume's HU to [0, 1] by ``window`` as float32 CPU tensors (copies)."""
+    if not volumes:
+        raise ValueError("no volume to train on: give at least one")
+    return [torch.from_numpy(to_unit(volume.array, window)) for volume in volumes]
+
+
+def minimum_slices(factor: int) -> int:
+    """Fewest slices internal learning can use: V downsampled by r must keep two slices."""
+    return factor + 1
+
+
+class CropSampler:
+    """Draws batches of crops ``(B, L, P, P)`` with a seeded :class:`torch.Generator`.
+
+    Parameters
+    ----------
+    volumes : list of Tensor
+        ``(l, h, w)`` volumes on the [0, 1] scale.
+    config : TrainConfig
+        ``batch_size``, ``crop_slices``, ``patch_size`` and ``central_size``.
+    factor : int
+        The factor r, which sets the fewest slices a crop may have.
+    """
+
+    def __init__(self, volumes: Sequence[torch.Tensor], config: TrainConfig, factor: int):
+        needed = minimum_slices(factor)
+        for index, volume in enumerate(volumes):
+            if volume.shape[0] < needed:
+                raise ValueError(
+                    f"volume {index} has {volume.shape[0]} slices, too few for factor {factor}: "
+                    f"internal learning downsamples the scan by r along z and needs at least "
+                    f"r + 1 = {needed} slices; use a smaller factor or a longer scan")
+        self.volumes = list(volumes)
+        self.batch_size = config.batch_size
+        self.slices = min(config.crop_slices, *(v.shape[0] for v in volumes))
+        self.patch = min(config.patch_size, *(min(v.shape[1:]) for v in volumes))
+        self.central = config.central_size
+
+    def _window_start(self, length: int, size: int, central: int,
+                      generator: torch.Generator) -> int:
+        """Random start of a window of ``size`` inside the central ``central`` of ``length``."""
+        central = max(size, min(central, length))
+        low = (length - central) // 2
+        high = low + central - size
+        return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+    def sample(self, generator: torch.Generator) -> torch.Tensor:
+        """A batch of random crops, drawn only with ``generator`` (so a run can resume exactly)."""
+        crops = []
+        for _ in range(self.batch_size):
+            index = int(torch.randint(len(self.volumes), (1,), generator=generator))
+            volume = self.volumes[index]
+            z = self._window_start(volume.shape[0], self.slices, volume.shape[0], generator)
+            y = self._window_start(volume.shape[1], self.patch, self.central, generator)
+            x = self._window_start(volume.shape[2], self.patch, self.central, generator)
+            crops.append(volume[z:z + self.slices, y:y + self.patch, x:x + self.patch])
+        return torch.stack(crops)

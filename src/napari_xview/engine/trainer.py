@@ -1,0 +1,334 @@
+"""Self-supervised training: single-view internal learning, then incremental cross-view mutual
+distillation (section 3.2 of the paper), as a generator of events.
+
+Read :meth:`Trainer.run` top to bottom: it is the whole loop. One step of stage 1 samples crops
+of the thick-slice volume V, degrades them once more by r along z, and asks SInt-A and PInt to
+restore them (equations (8)-(10)). A step of stage 2 adds the cross-view losses of equations
+(11)-(12): the networks are applied n = 1..N times to the crops themselves, and the axial result
+is pulled towards the coronal and sagittal results (and back) on the gamma share of voxels where
+they agree best.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.degrade import degrade_z_torch
+from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
+from napari_xview.engine.events import (
+    STAGE_NAMES,
+    CheckpointSaved,
+    Event,
+    Finished,
+    StageStarted,
+    Step,
+)
+from napari_xview.engine.model import (
+    CheckpointError,
+    XViewModel,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_model,
+)
+from napari_xview.engine.sampling import CropSampler, volumes_to_unit
+from napari_xview.losses import consistency_loss, internal_loss, total_objective
+from napari_xview.views import (
+    as_view_images,
+    axial_upsample,
+    coronal_upsample,
+    sagittal_upsample,
+)
+from napari_xview.volume import Volume
+
+
+class Trainer:
+    """Train SInt-A and PInt on one or more thick-slice volumes, without any thin-slice data.
+
+    Parameters
+    ----------
+    volumes : Volume or sequence of Volume
+        The scans to learn from (Hounsfield units). They are never modified.
+    model_config : ModelConfig, optional
+        Network sizes and factor r; the "lite" preset at r = 4 when omitted.
+    train_config : TrainConfig, optional
+        Budget, losses and schedule; the paper's defaults (section 4.1) when omitted.
+    checkpoint_path : path-like, optional
+        Where resumable checkpoints are written (every ``checkpoint_every`` steps, on stop and
+        at the end).
+    model : XViewModel, optional
+        Start from these networks instead of fresh ones (fine-tuning, or resuming).
+
+    Examples
+    --------
+    >>> trainer = Trainer(volume, ModelConfig.from_preset("lite", 4), TrainConfig(steps=500))
+    ... # doctest: +SKIP
+    >>> for event in trainer.run():                                       # doctest: +SKIP
+    ...     print(event)
+    """
+
+    def __init__(self, volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
+                 train_config: TrainConfig | None = None, *,
+                 checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
+        self.model_config = model_config or (model.config if model is not None
+                                             else ModelConfig.from_preset("lite", 4))
+        self.config = train_config or TrainConfig()
+        if model is not None and model.config != self.model_config:
+            raise ValueError("model and model_config describe different networks")
+        configure_cpu_threads(self.config.num_threads)
+        self.device = resolve_device(self.config.device)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+
+        volume_list = [volumes] if isinstance(volumes, Volume) else list(volumes)
+        unit_volumes = volumes_to_unit(volume_list, self.model_config.window)
+        self.sampler = CropSampler(unit_volumes, self.config, self.model_config.factor)
+
+        torch.manual_seed(self.config.seed)
+        self.model = (model or XViewModel.create(self.model_config)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.step = 0
+        self.elapsed_s = 0.0
+        self._stop_requested = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    # ------------------------------------------------------------------ resuming
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume],
+                        train_config: TrainConfig | None = None, *,
+                        checkpoint_path: str | Path | None = None) -> Trainer:
+        """Continue a run where it stopped: weights, memory bank, optimiser, step and RNG.
+
+        ``train_config`` may extend the budget; by default the saved configuration is used.
+        Checkpoints go on being written to ``checkpoint_path`` (by default, ``path`` itself).
+        """
+        payload = read_checkpoint(path)
+        state = payload.get("train_state")
+        if state is None:
+            raise CheckpointError(f"{path} holds a model but no training state, so training "
+                                  f"cannot resume from it: start a new run with it as `model`")
+        model = model_from_checkpoint(payload)
+        config = train_config or TrainConfig.from_dict(state["config"])
+        trainer = cls(volumes, model.config, config,
+                      checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
+                      model=model)
+        trainer._restore(state)
+        return trainer
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything beyond the weights that resuming needs (all ``weights_only``-safe)."""
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a resumable checkpoint atomically."""
+        return save_model(self.model, path, self.training_state())
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask the run to end after the current step (thread-safe); the model stays usable."""
+        self._stop_requested.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        """Hold the run before its next step until :meth:`resume` (thread-safe)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Let a paused run go on."""
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # ------------------------------------------------------------------ budget
+    def fraction(self) -> float:
+        """Share of the budget used so far, in steps or in wall-clock time."""
+        if self.config.minutes is not None:
+            return min(1.0, self.elapsed_s / (60.0 * self.config.minutes))
+        return min(1.0, self.step / self.config.total_steps)
+
+    def _stage1_done(self) -> bool:
+        if not self.config.cross_view:
+            return self.fraction() >= 1.0
+        if self.config.minutes is not None:
+            return self.fraction() >= self.config.stage1_fraction
+        return self.step >= round(self.config.stage1_fraction * self.config.total_steps)
+
+    def _learning_rate(self) -> float:
+        """Adam at ``lr``, decayed once by ``lr_decay`` after ``lr_decay_at`` of the budget."""
+        decayed = self.fraction() >= self.config.lr_decay_at
+        return self.config.lr * (self.config.lr_decay if decayed else 1.0)
+
+    def _eta(self, steps_per_second: float) -> float | None:
+        if self.config.minutes is not None:
+            return max(0.0, 60.0 * self.config.minutes - self.elapsed_s)
+        if steps_per_second <= 0:
+            return None
+        return (self.config.total_steps - self.step) / steps_per_second
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Iterator[Event]:
+        """Train, yielding a :class:`Step` after every optimisation step.
+
+        Yields
+        ------
+        StageStarted, Step, CheckpointSaved, Finished
+            See :mod:`napari_xview.engine.events`.
+        """
+        stopped = False
+        for stage in (1, 2):
+            if stage == 1 and self._stage1_done():
+                continue
+            if stage == 2 and (not self.config.cross_view or self.fraction() >= 1.0):
+                break
+            yield StageStarted(stage, STAGE_NAMES[stage], self.step + 1,
+                               self.config.total_steps, str(self.device))
+            stage_done = self._stage1_done if stage == 1 else (lambda: self.fraction() >= 1.0)
+            while not stage_done():
+                self._running.wait()
+                if self._stop_requested.is_set():
+                    stopped = True
+                    break
+                yield self._timed_step(stage)
+                if self._checkpoint_due():
+                    yield CheckpointSaved(str(self.save(self.checkpoint_path)), self.step)
+            if stopped:
+                break
+        if self.checkpoint_path is not None:
+            yield CheckpointSaved(str(self.save(self.checkpoint_path)), self.step)
+        self.model.eval()
+        yield Finished(self.step, stopped, self.elapsed_s, self.model)
+
+    def _checkpoint_due(self) -> bool:
+        every = self.config.checkpoint_every
+        return (self.checkpoint_path is not None and every > 0 and self.step % every == 0
+                and self.fraction() < 1.0)
+
+    def _timed_step(self, stage: int) -> Step:
+        started = time.perf_counter()
+        lr = self._learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        losses = self.train_step(stage)
+        seconds = time.perf_counter() - started
+        self.step += 1
+        self.elapsed_s += seconds
+        steps_per_second = 1.0 / seconds if seconds > 0 else 0.0
+        return Step(stage, self.step, self.config.total_steps, losses, lr, steps_per_second,
+                    self.elapsed_s, self._eta(steps_per_second), self.fraction())
+
+    def train_step(self, stage: int) -> dict[str, float]:
+        """One optimisation step of ``stage`` (1 or 2); returns each loss term as a float."""
+        self.model.train()
+        crops = self.sampler.sample(self.generator)  # (B, L, P, P) on the CPU, [0, 1]
+        low = degrade_z_torch(crops, self.model_config.factor, mode=self.config.degradation,
+                              blur_fwhm=self.config.blur_fwhm,
+                              noise_sigma=self.config.noise_sigma, generator=self.generator)
+        crops, low = crops.to(self.device), low.to(self.device)
+        terms = self._internal_terms(low, crops)
+        if stage == 2:
+            terms.update(self._cross_view_terms(crops))
+        total = total_objective(
+            {k: v for k, v in terms.items() if k.startswith("int_")},
+            {k: v for k, v in terms.items() if k.startswith("cmd_")},
+            {k: v for k, v in terms.items() if k in ("com", "sep")},
+            weight_cmd=self.config.weight_cmd, weight_memory=self.config.weight_memory)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        values = {name: float(value.detach()) for name, value in terms.items()}
+        values["total"] = float(total.detach())
+        return values
+
+    def _internal_terms(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Single-view internal learning, equations (8)-(10), plus the memory losses.
+
+        ``low`` is the crop degraded once more by r; ``target`` the crop itself, of which the
+        slices beyond the restored grid are neglected, as the paper says.
+        """
+        with autocast_for(self.device, self.config.amp):
+            restored_a, memory = axial_upsample(self.model.sint, low)
+            restored_c = coronal_upsample(self.model.pint, low)
+            restored_s = sagittal_upsample(self.model.pint, low)
+        target = target[:, :restored_a.shape[1]]
+        terms = {}
+        for key, view, restored in (("int_a", "axial", restored_a),
+                                    ("int_c", "coronal", restored_c),
+                                    ("int_s", "sagittal", restored_s)):
+            terms[key] = internal_loss(as_view_images(restored.float(), view),
+                                       as_view_images(target, view),
+                                       wavelet=self.config.wavelet,
+                                       levels=self.config.wavelet_levels,
+                                       use_wavelet=self.config.use_wavelet)
+        if self.model_config.use_memory:
+            terms["com"], terms["sep"] = memory.compactness.float(), memory.separateness.float()
+        return terms
+
+    def _cross_view_terms(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Incremental cross-view mutual distillation (section 3.2.2).
+
+        The networks are applied n = 1..N times to the crop itself, O^n_a = SInt_a^(n)(V) and
+        O^n_c/s = PInt_c/s^(n)(V); L_c^n and L_s^n (equations (11)-(12)) compare the axial
+        result with each pixel-wise result on the gamma share of voxels with the smallest
+        squared error, and L^cmd averages them over n. Gradients flow into both networks:
+        each view teaches the other.
+        """
+        axial = coronal = sagittal = crops
+        cmd_c, cmd_s = [], []
+        for _ in range(self.config.n_incremental):
+            with autocast_for(self.device, self.config.amp):
+                axial, _ = axial_upsample(self.model.sint, axial)
+                if self.config.use_cmd_coronal:
+                    coronal = coronal_upsample(self.model.pint, coronal)
+                if self.config.use_cmd_sagittal:
+                    sagittal = sagittal_upsample(self.model.pint, sagittal)
+            if self.config.use_cmd_coronal:
+                cmd_c.append(consistency_loss(axial.float(), coronal.float(), self.config.gamma))
+            if self.config.use_cmd_sagittal:
+                cmd_s.append(consistency_loss(axial.float(), sagittal.float(), self.config.gamma))
+        terms = {}
+        if cmd_c:
+            terms["cmd_c"] = torch.stack(cmd_c).mean()
+        if cmd_s:
+            terms["cmd_s"] = torch.stack(cmd_s).mean()
+        return terms
+
+
+def train(volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
+          train_config: TrainConfig | None = None, **kwargs: Any) -> Iterator[Event]:
+    """Train on ``volumes`` and yield events: ``Trainer(volumes, ...).run()``.
+
+    Keyword arguments are passed to :class:`Trainer` (``checkpoint_path``, ``model``).
+    """
+    return Trainer(volumes, model_config, train_config, **kwargs).run()
+
+
+def with_budget(config: TrainConfig, *, steps: int | None = None,
+                minutes: float | None = None) -> TrainConfig:
+    """A copy of ``config`` whose budget is ``steps`` or ``minutes`` (the other cleared)."""
+    if steps is None and minutes is None:
+        return config
+    return replace(config, steps=steps, minutes=minutes)

@@ -1,0 +1,114 @@
+"""The command line end to end on a small NIfTI, with a tiny model (no Qt)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from napari_xview import cli
+from napari_xview.config import MODEL_PRESETS
+from napari_xview.engine import load_model
+from napari_xview.sample import make_phantom
+from napari_xview.volume import load_volume, save_volume
+
+TINY = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8, pint_groups=1,
+            pint_blocks=1, reduction=4)
+FAST = ["--steps", "4", "--batch-size", "1", "--checkpoint-every", "0"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_lite_preset(monkeypatch):
+    """The command line's presets, shrunk so that the tests take seconds."""
+    monkeypatch.setitem(MODEL_PRESETS, "lite", TINY)
+
+
+@pytest.fixture
+def scan(tmp_path):
+    volume = make_phantom(shape=(7, 24, 24), spacing=(5.0, 1.0, 1.0))
+    return save_volume(volume, tmp_path / "scan.nii.gz"), volume
+
+
+def test_train_then_synthesize_writes_volumes_on_the_finer_grid(scan, tmp_path, capsys):
+    path, volume = scan
+    model = tmp_path / "model.pt"
+    assert cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)]) == 0
+    assert load_model(model).factor == 2
+    out = tmp_path / "out" / "fine.nii.gz"
+    views = tmp_path / "views"
+    assert cli.main(["synthesize", str(path), "--model", str(model), "-o", str(out),
+                     "--views", str(views)]) == 0
+    fine = load_volume(out)
+    assert fine.shape == (13, 24, 24)
+    assert fine.spacing == pytest.approx((2.5, 1.0, 1.0))
+    np.testing.assert_allclose(fine.origin, volume.origin, atol=1e-5)
+    for name in ("axial", "coronal", "sagittal", "disagreement"):
+        assert load_volume(views / f"{name}.nii.gz").shape == (13, 24, 24)
+    assert "synthesize" in capsys.readouterr().err
+
+
+def test_run_trains_and_synthesizes_and_keeps_the_model(scan, tmp_path):
+    path, _ = scan
+    out, model = tmp_path / "fine.nii.gz", tmp_path / "m.pt"
+    assert cli.main(["run", str(path), "--factor", "3", *FAST, "-o", str(out),
+                     "--save-model", str(model)]) == 0
+    assert load_volume(out).shape == (19, 24, 24)
+    assert load_model(model).factor == 3
+
+
+def test_train_resumes_from_its_checkpoint(scan, tmp_path):
+    path, _ = scan
+    model = tmp_path / "model.pt"
+    cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
+    cli.main(["train", str(path), "--factor", "2", "--steps", "6", "--resume", str(model),
+              "-o", str(model)])
+    state = torch.load(model, weights_only=True)["train_state"]
+    assert state["step"] == 6
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["synthesize", "{missing}", "--model", "{model}", "-o", "{out}"], "(?i)not found|no such file"),
+        (["synthesize", "{scan}", "--model", "{scan}", "-o", "{out}"], "not a readable"),
+        (["train", "{scan}", "--factor", "9", "-o", "{model}"], "factor must be one of"),
+        (["train", "{scan}", "--factor", "2", "--device", "cuda:7", "-o", "{model}"], "cuda"),
+    ],
+)
+def test_bad_input_is_one_clear_line(scan, tmp_path, capsys, arguments, message):
+    path, _ = scan
+    names = dict(missing=tmp_path / "missing.nii.gz", model=tmp_path / "m.pt",
+                 out=tmp_path / "o.nii.gz", scan=path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([a.format(**names) for a in arguments])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-xview: error:")
+    assert "Traceback" not in err
+    assert re.search(message, err)
+
+
+def test_synthesize_refuses_to_overwrite_the_input(scan, tmp_path, capsys):
+    path, _ = scan
+    model = tmp_path / "model.pt"
+    cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
+    before = path.read_bytes()
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", str(path), "--model", str(model), "-o", str(path)])
+    assert path.read_bytes() == before
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", str(path), "--model", str(model), "-o", str(path), "--overwrite"])
+    assert path.read_bytes() == before
+    assert "napari-xview: error:" in capsys.readouterr().err
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint_is_refused(scan, tmp_path, capsys):
+    path, _ = scan
+    model = tmp_path / "model.pt"
+    cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(path), "--factor", "2", "--steps", "6", "--resume", str(path),
+                  "-o", str(model)])
+    assert "napari-xview: error:" in capsys.readouterr().err

@@ -1,0 +1,273 @@
+"""The engine: views, the trainer's events, stop/resume, checkpoints and synthesis (no Qt)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.engine import (
+    CheckpointError,
+    CheckpointSaved,
+    Finished,
+    StageStarted,
+    Step,
+    Trainer,
+    XViewModel,
+    load_model,
+    save_model,
+    synthesize,
+)
+from napari_xview.models import MemoryLosses
+from napari_xview.sample import make_phantom
+from napari_xview.views import axial_upsample, coronal_upsample, interleave, sagittal_upsample
+
+TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
+            pint_groups=1, pint_blocks=1, reduction=4)
+
+
+def tiny_config(factor: int = 2) -> ModelConfig:
+    return ModelConfig(factor=factor, **TINY)
+
+
+def tiny_train(**changes) -> TrainConfig:
+    values = dict(steps=6, batch_size=2, crop_slices=7, patch_size=24, central_size=32,
+                  checkpoint_every=0, lr=1e-3)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(shape=(11, 40, 40), spacing=(4.0, 1.0, 1.0))
+
+
+def run_all(trainer: Trainer) -> list:
+    return list(trainer.run())
+
+
+# ----------------------------------------------------------------------------- views
+class LinearRows(nn.Module):
+    """A stand-in for PInt: linear interpolation along the rows of each image."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        rows = image.shape[-2]
+        positions = torch.arange(self.factor * (rows - 1) + 1) / self.factor
+        below = positions.floor().long().clamp(max=rows - 2)
+        weight = (positions - below)[:, None]
+        return image[..., below, :] * (1 - weight) + image[..., below + 1, :] * weight
+
+
+class LinearPairs(nn.Module):
+    """A stand-in for SInt-A: the linear blend of the two slices."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, first, second):
+        weights = torch.arange(1, self.factor).float()[None, :, None, None] / self.factor
+        zero = torch.zeros(())
+        return first * (1 - weights) + second * weights, MemoryLosses(zero, zero)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_every_view_reslices_back_to_the_same_volume(factor):
+    """With linear stand-ins, the three views must give the same linear interpolation in z."""
+    volume = torch.rand(2, 5, 6, 7)
+    axial, _ = axial_upsample(LinearPairs(factor), volume)
+    coronal = coronal_upsample(LinearRows(factor), volume)
+    sagittal = sagittal_upsample(LinearRows(factor), volume)
+    assert axial.shape == (2, factor * 4 + 1, 6, 7)
+    torch.testing.assert_close(coronal, axial)
+    torch.testing.assert_close(sagittal, axial)
+    torch.testing.assert_close(axial[:, ::factor], volume)
+
+
+def test_interleave_places_input_slices_at_multiples_of_r():
+    inputs = torch.arange(3.0).reshape(1, 3, 1, 1).expand(1, 3, 2, 2)
+    between = torch.full((1, 2, 2, 2, 2), -1.0)
+    out = interleave(inputs, between)
+    assert out[0, :, 0, 0].tolist() == [0, -1, -1, 1, -1, -1, 2]
+
+
+# ----------------------------------------------------------------------------- training
+def test_two_stage_run_yields_the_documented_event_sequence(phantom, tmp_path):
+    path = tmp_path / "model.pt"
+    events = run_all(Trainer(phantom, tiny_config(), tiny_train(steps=4, checkpoint_every=2),
+                             checkpoint_path=path))
+    kinds = [type(event).__name__ for event in events]
+    assert kinds == ["StageStarted", "Step", "Step", "CheckpointSaved", "StageStarted", "Step",
+                     "Step", "CheckpointSaved", "Finished"]
+    stages = [event for event in events if isinstance(event, StageStarted)]
+    assert [(s.stage, s.first_step) for s in stages] == [(1, 1), (2, 3)]
+    steps = [event for event in events if isinstance(event, Step)]
+    assert [s.step for s in steps] == [1, 2, 3, 4]
+    assert set(steps[0].losses) == {"total", "int_a", "int_c", "int_s", "com", "sep"}
+    assert set(steps[-1].losses) == {"total", "int_a", "int_c", "int_s", "com", "sep",
+                                     "cmd_c", "cmd_s"}
+    assert steps[-1].fraction == 1.0 and steps[-1].eta_s == 0.0
+    assert all(np.isfinite(v) for s in steps for v in s.losses.values())
+    finished = events[-1]
+    assert isinstance(finished, Finished) and not finished.stopped and finished.step == 4
+    assert load_model(path).factor == 2
+
+
+def test_ablation_switches_remove_their_loss_terms(phantom):
+    config = tiny_train(steps=2, use_cmd_sagittal=False)
+    steps = [e for e in Trainer(phantom, dataclasses.replace(tiny_config(), use_memory=False),
+                                config).run() if isinstance(e, Step)]
+    assert set(steps[-1].losses) == {"total", "int_a", "int_c", "int_s", "cmd_c"}
+    only_stage1 = [e for e in Trainer(phantom, tiny_config(), tiny_train(steps=2, cross_view=False))
+                   .run() if isinstance(e, StageStarted)]
+    assert [s.stage for s in only_stage1] == [1]
+
+
+def test_internal_learning_loss_falls_on_the_phantom(phantom):
+    config = tiny_train(steps=40, cross_view=False, lr_decay_at=1.0, lr=2e-3)
+    totals = [e.losses["total"] for e in Trainer(phantom, tiny_config(), config).run()
+              if isinstance(e, Step)]
+    assert np.mean(totals[-8:]) < 0.8 * np.mean(totals[:8])
+
+
+def weights(model: XViewModel) -> dict[str, torch.Tensor]:
+    return {f"{net}.{k}": v for net, state in model.state_dict().items() for k, v in state.items()}
+
+
+def test_stop_then_resume_matches_an_uninterrupted_run(phantom, tmp_path):
+    config = tiny_train(steps=6)
+    straight = [e for e in Trainer(phantom, tiny_config(), config).run()][-1].model
+
+    path = tmp_path / "run.pt"
+    trainer = Trainer(phantom, tiny_config(), config, checkpoint_path=path)
+    events = []
+    for event in trainer.run():
+        events.append(event)
+        if isinstance(event, Step) and event.step == 4:  # into stage 2
+            trainer.stop()
+    assert isinstance(events[-1], Finished) and events[-1].stopped and events[-1].step == 4
+    assert isinstance(events[-2], CheckpointSaved)
+
+    resumed = Trainer.from_checkpoint(path, phantom)
+    rest = list(resumed.run())
+    assert [e.step for e in rest if isinstance(e, Step)] == [5, 6]
+    expected, actual = weights(straight), weights(rest[-1].model)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_pause_holds_the_run_until_resumed(phantom):
+    import threading
+
+    trainer = Trainer(phantom, tiny_config(), tiny_train(steps=3))
+    run = trainer.run()
+    next(run)  # StageStarted
+    next(run)  # step 1
+    trainer.pause()
+    threading.Timer(0.3, trainer.resume).start()
+    step = next(run)
+    assert isinstance(step, Step) and step.step == 2 and not trainer.paused
+
+
+def test_too_few_slices_for_the_factor_is_a_clear_error():
+    short = make_phantom(shape=(4, 32, 32), spacing=(5.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="too few for factor 4.*at least r \\+ 1 = 5"):
+        Trainer(short, tiny_config(4), tiny_train())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_keeps_weights_and_memory(tmp_path):
+    torch.manual_seed(0)
+    model = XViewModel.create(tiny_config(3))
+    path = save_model(model, tmp_path / "m.pt")
+    raw = torch.load(path, weights_only=True)  # must not need unpickling of code
+    assert raw["model_config"]["factor"] == 3
+    loaded = load_model(path)
+    for key, value in weights(model).items():
+        torch.testing.assert_close(weights(loaded)[key], value)
+
+
+def test_corrupt_and_foreign_checkpoints_are_rejected_clearly(tmp_path):
+    truncated = tmp_path / "cut.pt"
+    save_model(XViewModel.create(tiny_config()), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt, truncated or not a checkpoint"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a napari-xview model"):
+        load_model(foreign)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_checkpoint_of_another_version_or_factor_is_rejected(tmp_path):
+    path = save_model(XViewModel.create(tiny_config(2)), tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="trained for factor 2, not 4"):
+        load_model(path, factor=4)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_model(path)
+
+
+def test_resume_needs_training_state(tmp_path, phantom):
+    path = save_model(XViewModel.create(tiny_config()), tmp_path / "weights-only.pt")
+    with pytest.raises(CheckpointError, match="no training state"):
+        Trainer.from_checkpoint(path, phantom)
+
+
+# ----------------------------------------------------------------------------- synthesis
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_synthesis_grid_spacing_and_affine(factor, phantom):
+    torch.manual_seed(0)
+    model = XViewModel.create(tiny_config(factor)).eval()
+    volume = phantom.with_array(phantom.array[:6, :21, :17])
+    result = synthesize(volume, model, device="cpu")
+    expected_shape = (factor * 5 + 1, 21, 17)
+    dz, dy, dx = volume.spacing
+    for name, out in result.layers():
+        assert out.shape == expected_shape, name
+        assert out.spacing == pytest.approx((dz / factor, dy, dx))
+        # output slice r*i sits where input slice i sits, in world coordinates
+        for i in (0, 3, 5):
+            world_in = volume.affine @ np.array([i, 4, 2, 1.0])
+            world_out = out.affine @ np.array([factor * i, 4, 2, 1.0])
+            np.testing.assert_allclose(world_out, world_in, atol=1e-9)
+    assert np.isfinite(result.fused.array).all()
+    assert result.fused.array.min() >= model.config.window[0] - 1e-3
+    assert (result.disagreement.array >= 0).all()
+
+
+def test_synthesis_of_a_long_volume_is_tiled_consistently(monkeypatch, phantom):
+    """Tiling PInt along z and chunking SInt pairs must match one whole pass."""
+    from napari_xview.engine import synthesis
+
+    torch.manual_seed(0)
+    model = XViewModel.create(tiny_config(2)).eval()
+    volume = phantom.with_array(np.tile(phantom.array[:, :16, :16], (2, 1, 1))[:20])
+    whole = synthesize(volume, model, device="cpu")
+    monkeypatch.setattr(synthesis, "CHUNK_VOXELS", 16 * 16 * 3)
+    monkeypatch.setattr(synthesis, "Z_TILE_ROWS", 6)
+    monkeypatch.setattr(synthesis, "Z_TILE_HALO", 3)
+    tiled = synthesize(volume, model, device="cpu")
+    np.testing.assert_allclose(tiled.axial.array, whole.axial.array, atol=1e-3)
+    # HAN's channel attention pools over each tile, so tiles differ slightly from one pass
+    np.testing.assert_allclose(tiled.coronal.array, whole.coronal.array, atol=60)
+    assert np.abs(tiled.coronal.array - whole.coronal.array).mean() < 10
+
+
+def test_synthesis_does_not_modify_the_input(phantom):
+    before = phantom.array.copy()
+    synthesize(phantom, XViewModel.create(tiny_config(2)), device="cpu", views=False)
+    np.testing.assert_array_equal(phantom.array, before)
