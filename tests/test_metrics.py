@@ -73,7 +73,7 @@ def test_ssim_view_matches_skimage_image_by_image(view):
         _skimage_ssim(np.take(unit_target, i, axis=axis), np.take(unit_pred, i, axis=axis))
         for i in range(pred.shape[axis])
     ])
-    assert ssim_view(pred, target, view) == pytest.approx(expected, abs=1e-10)
+    assert ssim_view(pred, target, view) == pytest.approx(expected, abs=1e-6)
 
 
 def test_ssim_is_one_on_identical_volumes_and_symmetric():
@@ -88,10 +88,10 @@ def test_axial_slice_selection_averages_whole_images():
     unit_pred, unit_target = to_unit(pred), to_unit(target)
     chosen = [1, 2, 5]
     expected = np.mean([_skimage_ssim(unit_target[i], unit_pred[i]) for i in chosen])
-    assert ssim_view(pred, target, "axial", slices=chosen) == pytest.approx(expected, abs=1e-12)
+    assert ssim_view(pred, target, "axial", slices=chosen) == pytest.approx(expected, abs=1e-6)
     mask = np.zeros(13, dtype=bool)
     mask[chosen] = True
-    assert ssim_view(pred, target, "axial", slices=mask) == pytest.approx(expected, abs=1e-12)
+    assert ssim_view(pred, target, "axial", slices=mask) == pytest.approx(expected, abs=1e-6)
 
 
 def test_coronal_slice_selection_averages_rows_of_the_cropped_map():

@@ -9,7 +9,8 @@ SSIM follows Wang et al. (2004) as ``skimage.metrics.structural_similarity`` com
 ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1``: a Gaussian
 window of standard deviation 1.5 truncated at 3.5 sigma (11 x 11), K1 = 0.01, K2 = 0.03,
 reflecting borders, and the SSIM map cropped by the window radius (5 pixels) on every side of an
-image before averaging. It is written with scipy only, so the package does not depend on
+image before averaging. The maps are computed in float32 (as skimage does for float32 images)
+and averaged in float64. It is written with scipy only, so the package does not depend on
 scikit-image; the tests compare both to 1e-4.
 
 Whole volumes are processed in chunks of images, so a 512 x 512 x 300 volume needs a few hundred
@@ -59,12 +60,17 @@ _CHUNK_VOXELS = 2**22
 _STACK_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
-def to_unit(array: np.ndarray, window: Sequence[float] = DEFAULT_WINDOW) -> np.ndarray:
-    """Map intensities to [0, 1] by ``window = (low, high)`` and clip, in float64."""
+def to_unit(
+    array: np.ndarray,
+    window: Sequence[float] = DEFAULT_WINDOW,
+    dtype: type[np.floating] = np.float64,
+) -> np.ndarray:
+    """Map intensities to [0, 1] by ``window = (low, high)`` and clip, as ``dtype``."""
     low, high = float(window[0]), float(window[1])
     if not high > low:
         raise ValueError(f"window must be (low, high) with high > low, got {tuple(window)}")
-    unit = (np.asarray(array, dtype=np.float64) - low) / (high - low)
+    unit = np.asarray(array, dtype=dtype) - dtype(low)
+    unit /= dtype(high - low)
     return np.clip(unit, 0.0, 1.0, out=unit)
 
 
@@ -216,9 +222,11 @@ def _ssim_means(
     counts = np.zeros(len(selections))
     chunk = max(1, _CHUNK_VOXELS // (height * width))
     for part in _chunks(pred_images.shape[0], chunk):
-        cropped = _ssim_map(to_unit(pred_images[part], window),
-                            to_unit(target_images[part], window))[:, crop, crop]
-        per_row = cropped.sum(axis=2)  # (images, rows)
+        # float32 maps halve the filtering time; their error (< 1e-6) is far below the 1e-4
+        # to which SSIM is reported, and the sums are accumulated in float64
+        cropped = _ssim_map(to_unit(pred_images[part], window, np.float32),
+                            to_unit(target_images[part], window, np.float32))[:, crop, crop]
+        per_row = cropped.sum(axis=2, dtype=np.float64)  # (images, rows)
         for index, (selection, rows) in enumerate(zip(selections, row_masks, strict=True)):
             images = selection[part] if view == "axial" else slice(None)
             picked = per_row[images][:, rows]
