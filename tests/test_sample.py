@@ -95,3 +95,17 @@ def test_bad_shapes_are_rejected(shape):
 def test_non_positive_spacing_is_rejected():
     with pytest.raises(ValueError, match="spacing"):
         make_phantom(SMALL, spacing=(0.0, 0.8, 0.8))
+
+
+def test_anatomy_agrees_with_the_affine():
+    """The spine lies posterior (RAS y < 0) and the lung apex superior in world space."""
+    volume = make_phantom(SMALL)
+    z, y, x = np.nonzero(volume.array > 650.0)
+    spine = np.abs(x - (SMALL[2] - 1) / 2) < 3  # bone on the midline: the vertebrae
+    world = volume.affine @ np.stack([z[spine], y[spine], x[spine], np.ones(spine.sum())])
+    assert (world[1] < 0).all()
+    lung_per_slice = (volume.array < -800).sum(axis=(1, 2)) - (volume.array == -1000).sum(
+        axis=(1, 2))
+    top, bottom = volume.affine @ [SMALL[0] - 1, 0, 0, 1], volume.affine @ [0, 0, 0, 1]
+    assert top[2] > bottom[2]  # the last slice is the superior one
+    assert lung_per_slice[-1] < lung_per_slice[SMALL[0] // 2]  # lungs narrow to the apex

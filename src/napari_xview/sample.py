@@ -32,6 +32,11 @@ from napari_xview.volume import Volume, grid_affine
 AIR, FAT, SOFT_TISSUE, LUNG = -1000.0, -100.0, 40.0, -850.0
 BLOOD, DISC, CANCELLOUS_BONE, CORTICAL_BONE, RIB = 150.0, 80.0, 700.0, 1200.0, 1000.0
 
+#: World (RAS) directions of the z, y, x axes as columns: the usual axial CT layout
+#: (DICOM orientation 1,0,0,0,1,0), slices towards the head, rows towards the back,
+#: columns towards the patient's left, so the phantom is displayed like a scanner's images.
+AXIAL_DIRECTIONS = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
+
 # Width of the anti-aliased edges, in normalised units (about 0.5 mm at a 100 mm field).
 _EDGE = 0.01
 
@@ -42,7 +47,7 @@ class _Grid:
 
     w: np.ndarray  # z, shape (nz, 1, 1); +1 is the apex of the lungs
     v: np.ndarray  # y, shape (1, ny, 1); +1 is posterior (the spine side)
-    u: np.ndarray  # x, shape (1, 1, nx)
+    u: np.ndarray  # x, shape (1, 1, nx); +1 is the patient's left (the heart side)
 
 
 def make_phantom(
@@ -66,7 +71,9 @@ def make_phantom(
     Returns
     -------
     Volume
-        float32 HU, centred on world position 0, ``source`` None.
+        float32 HU, ``source`` None. The affine has :data:`AXIAL_DIRECTIONS` (z towards
+        the head, y towards the back, x towards the patient's left) and puts the centre of
+        the grid at world position 0.
 
     Notes
     -----
@@ -84,7 +91,8 @@ def make_phantom(
     _paint_spine(hu, grid)
     _paint_ribs(hu, grid)
     centre = [-(n - 1) * d / 2.0 for n, d in zip(shape, spacing, strict=True)]
-    return Volume(hu, tuple(float(d) for d in spacing), grid_affine(spacing, centre))
+    affine = grid_affine(spacing, centre, AXIAL_DIRECTIONS)
+    return Volume(hu, tuple(float(d) for d in spacing), affine)
 
 
 def _normalised_grid(shape: tuple[int, int, int]) -> _Grid:
@@ -161,7 +169,7 @@ def _paint_lungs(hu: np.ndarray, grid: _Grid, rng: np.random.Generator) -> None:
 
 
 def _paint_mediastinum(hu: np.ndarray, grid: _Grid) -> None:
-    heart = _ellipse_distance(grid.u + 0.05, grid.v + 0.2 + 0.1 * grid.w, 0.2, 0.17)
+    heart = _ellipse_distance(grid.u - 0.05, grid.v + 0.2 + 0.1 * grid.w, 0.2, 0.17)
     heart = heart + np.clip(grid.w - 0.3, 0.0, None)  # ends below the apex
     _paint(hu, _inside(heart), SOFT_TISSUE)
     # The descending aorta runs along the spine, drifting sideways with height.
