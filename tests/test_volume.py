@@ -552,3 +552,18 @@ def test_library_code_emits_no_stray_warnings_on_a_plain_round_trip(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_volume(save_volume(_volume(), tmp_path / "v.nii.gz"))
+
+
+def test_gantry_tilt_is_read_with_a_warning(tmp_path):
+    pytest.importorskip("pydicom")
+    folder = _write_dicom_series(tmp_path / "tilt", _ct_slices(), 5.0 * np.arange(6))
+    import pydicom
+
+    for path in folder.glob("*.dcm"):  # shift each slice along y by 0.1 mm per mm of z
+        ds = pydicom.dcmread(str(path))
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y + 0.1 * z, z]
+        ds.save_as(str(path))
+    with pytest.warns(UserWarning, match=r"in-plane by up to 2\.50 mm"):
+        volume = load_volume(folder)
+    np.testing.assert_allclose(volume.array, _ct_slices())

@@ -679,10 +679,29 @@ def _load_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     dy, dx = slices[0].pixel_spacing
     row_dir, col_dir = slices[0].orientation[:3], slices[0].orientation[3:]
     normal = np.cross(row_dir, col_dir)
+    _warn_if_tilted(slices, normal, folder)
     affine_lps = np.eye(4)
     affine_lps[:3, :3] = np.column_stack([normal * dz, col_dir * dy, row_dir * dx])
     affine_lps[:3, 3] = slices[0].position
     return _finish(array, _LPS_TO_RAS @ affine_lps, folder)
+
+
+def _warn_if_tilted(slices: list[_Slice], normal: np.ndarray, folder: Path) -> None:
+    """Warn when the slices shift in-plane from one to the next (CT gantry tilt).
+
+    The affine steps along the slice normal, so such a shift is not represented; the
+    voxels are right, their world positions are off by up to the reported distance.
+    """
+    steps = np.array([s.position - slices[0].position for s in slices])
+    in_plane = steps - np.outer(steps @ normal, normal)
+    shift = float(np.linalg.norm(in_plane, axis=1).max())
+    if shift > 0.01:
+        warnings.warn(
+            f"the DICOM series in {str(folder)!r} shifts in-plane by up to {shift:.2f} mm "
+            "across its slices (gantry tilt?); the affine ignores this shift. Correct the tilt "
+            "(e.g. dcm2niix) for exact world positions",
+            stacklevel=4,
+        )
 
 
 def _dicom_headers(folder: Path, pydicom: Any) -> list[_Slice]:
