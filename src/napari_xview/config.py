@@ -163,7 +163,10 @@ class TrainConfig:
     noise_sigma : float
         Standard deviation of the additive noise of "blur-noise", on the [0, 1] window scale.
     recipe : str
-        "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs).
+        "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs,
+        see :mod:`napari_xview.engine.inplane`).
+    inplane_images : int
+        In-plane image pairs per step for PInt with the "inplane" recipe.
     seed : int
         Seed of every random generator used in training.
     device : str
@@ -200,6 +203,7 @@ class TrainConfig:
     blur_fwhm: float = 1.0
     noise_sigma: float = 0.01
     recipe: str = "paper"
+    inplane_images: int = 64
     seed: int = 0
     device: str = "auto"
     amp: bool = True

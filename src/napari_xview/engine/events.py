@@ -33,7 +33,8 @@ class Step:
     """One optimisation step finished.
 
     ``losses`` holds the terms of the objective actually used in this step, as floats:
-    "total", "int_a", "int_c", "int_s" (equations (8)-(10)), "cmd_c", "cmd_s"
+    "total", "int_a", "int_c", "int_s" (equations (8)-(10)), "int_p" (PInt on in-plane
+    pairs, recipe "inplane"), "cmd_c", "cmd_s"
     (L_c^cmd and L_s^cmd, equations (11)-(12) averaged over n) and "com", "sep"
     (equations (13)-(14)). ``fraction`` is the share of the budget (steps or minutes) used.
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from napari_xview.engine.events import (
     StageStarted,
     Step,
 )
+from napari_xview.engine.inplane import InplanePairSampler
 from napari_xview.engine.model import (
     CheckpointError,
     XViewModel,
@@ -89,6 +91,7 @@ class Trainer:
         volume_list = [volumes] if isinstance(volumes, Volume) else list(volumes)
         unit_volumes = volumes_to_unit(volume_list, self.model_config.window)
         self.sampler = CropSampler(unit_volumes, self.config, self.model_config.factor)
+        self.inplane = self._inplane_sampler(unit_volumes, [v.spacing for v in volume_list])
 
         torch.manual_seed(self.config.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
@@ -99,6 +102,22 @@ class Trainer:
         self._stop_requested = threading.Event()
         self._running = threading.Event()
         self._running.set()
+
+    def _inplane_sampler(self, unit_volumes, spacings) -> InplanePairSampler | None:
+        """In-plane pairs for PInt with the "inplane" recipe, where the pixels allow it."""
+        if self.config.recipe != "inplane":
+            return None
+        try:
+            return InplanePairSampler(unit_volumes, spacings, self.config,
+                                      self.model_config.factor)
+        except ValueError as reason:
+            warnings.warn(f"{reason}; training with the paper's recipe instead", stacklevel=3)
+            return None
+
+    @property
+    def recipe(self) -> str:
+        """The recipe actually used ("inplane" may have fallen back to "paper")."""
+        return "inplane" if self.inplane is not None else "paper"
 
     # ------------------------------------------------------------------ resuming
     @classmethod
@@ -249,6 +268,8 @@ class Trainer:
                               noise_sigma=self.config.noise_sigma, generator=self.generator)
         crops, low = crops.to(self.device), low.to(self.device)
         terms = self._internal_terms(low, crops)
+        if self.inplane is not None:
+            terms["int_p"] = self._inplane_term()
         if stage == 2:
             terms.update(self._cross_view_terms(crops))
         total = total_objective(
@@ -286,6 +307,16 @@ class Trainer:
         if self.model_config.use_memory:
             terms["com"], terms["sep"] = memory.compactness.float(), memory.separateness.float()
         return terms
+
+    def _inplane_term(self) -> torch.Tensor:
+        """Equation (9)'s loss on in-plane pairs at the true scale (recipe "inplane")."""
+        degraded, target = self.inplane.sample(self.generator)
+        degraded, target = degraded.to(self.device), target.to(self.device)
+        with autocast_for(self.device, self.config.amp):
+            restored = self.model.pint(degraded)
+        return internal_loss(restored.float(), target, wavelet=self.config.wavelet,
+                             levels=self.config.wavelet_levels,
+                             use_wavelet=self.config.use_wavelet)
 
     def _cross_view_terms(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Incremental cross-view mutual distillation (section 3.2.2).
