@@ -295,7 +295,7 @@ def test_tiff_without_spacing_warns_and_assumes_1_mm_unless_given(tmp_path):
 
 def test_saving_an_oblique_volume_as_tiff_warns_that_orientation_is_lost(tmp_path):
     volume = Volume(np.zeros((3, 4, 5)), (2.5, 0.8, 0.75), NIFTI_AFFINE[:, [2, 1, 0, 3]])
-    with pytest.warns(UserWarning, match="orientation"):
+    with pytest.warns(UserWarning, match=r"^oblique\.tif: .*orientation"):
         save_volume(volume, tmp_path / "oblique.tif")
 
 

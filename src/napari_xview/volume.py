@@ -564,12 +564,6 @@ def _ome_spacing(xml: str) -> list[float | None]:
 def _save_tiff(volume: Volume, path: Path) -> None:
     import tifffile
 
-    if not np.allclose(volume.affine, grid_affine(volume.spacing), atol=1e-6):
-        warnings.warn(
-            f"{path.name}: TIFF stores the spacing only; the orientation and origin of the "
-            "affine are not saved. Save as NIfTI (.nii.gz) to keep them",
-            stacklevel=3,
-        )
     dz, dy, dx = volume.spacing
     tifffile.imwrite(
         str(path),
@@ -886,6 +880,12 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     path = Path(path).expanduser().resolve()
     writer = _writer_for(path)
     _check_destination(volume, path, overwrite)
+    if writer is _save_tiff and not np.allclose(volume.affine, grid_affine(volume.spacing)):
+        warnings.warn(
+            f"{path.name}: TIFF stores the spacing only; the orientation and origin of the "
+            "affine are not saved. Save as NIfTI (.nii.gz) to keep them",
+            stacklevel=2,
+        )
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=_full_suffix(path)
     )
