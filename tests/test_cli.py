@@ -71,7 +71,8 @@ def test_train_resumes_from_its_checkpoint(scan, tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["synthesize", "{missing}", "--model", "{model}", "-o", "{out}"], "(?i)not found|no such file"),
+        (["synthesize", "{missing}", "--model", "{model}", "-o", "{out}"],
+         "(?i)not found|no such file"),
         (["synthesize", "{scan}", "--model", "{scan}", "-o", "{out}"], "not a readable"),
         (["train", "{scan}", "--factor", "9", "-o", "{model}"], "factor must be one of"),
         (["train", "{scan}", "--factor", "2", "--device", "cuda:7", "-o", "{model}"], "cuda"),

@@ -180,7 +180,7 @@ def test_pause_holds_the_run_until_resumed(phantom):
 
 def test_too_few_slices_for_the_factor_is_a_clear_error():
     short = make_phantom(shape=(4, 32, 32), spacing=(5.0, 1.0, 1.0))
-    with pytest.raises(ValueError, match="too few for factor 4.*at least r \\+ 1 = 5"):
+    with pytest.raises(ValueError, match=r"too few for factor 4.*at least r \+ 1 = 5"):
         Trainer(short, tiny_config(4), tiny_train())
 
 
