@@ -567,3 +567,23 @@ def test_gantry_tilt_is_read_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"in-plane by up to 2\.50 mm"):
         volume = load_volume(folder)
     np.testing.assert_allclose(volume.array, _ct_slices())
+
+
+def test_imagej_hyperstack_with_one_channel_after_z_loads(tmp_path):
+    array = RNG.integers(0, 1000, size=(5, 1, 6, 7)).astype(np.uint16)  # ImageJ order ZCYX
+    tifffile.imwrite(tmp_path / "zcyx.tif", array, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 3.0, "unit": "mm", "axes": "ZCYX"})
+    volume = load_volume(tmp_path / "zcyx.tif")
+    np.testing.assert_array_equal(volume.array, array[:, 0])
+    assert volume.spacing == pytest.approx((3.0, 0.5, 0.5))
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((5, 2, 6, 7), np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    with pytest.raises(VolumeError, match=r"extra leading axes \(2,\)"):
+        load_volume(tmp_path / "two.tif")
+
+
+def test_2d_nrrd_is_rejected(tmp_path):
+    nrrd = pytest.importorskip("nrrd")
+    nrrd.write(str(tmp_path / "flat.nrrd"), np.zeros((8, 8), np.int16))
+    with pytest.raises(VolumeError, match="2-D"):
+        load_volume(tmp_path / "flat.nrrd")

@@ -500,10 +500,9 @@ def _load_tiff(path: Path) -> Volume:
 
     with _reading(path, "TIFF"), tifffile.TiffFile(str(path)) as tif:
         series = tif.series[0]
-        data = series.asarray()
+        data = _tiff_to_zyx(series.asarray(), series.axes)
         spacing, found = _tiff_spacing(tif)
-    if data.ndim < 3:
-        validate_array(data, name=f"the image in {path.name!r}")
+    volume = _finish(data, grid_affine(spacing), path)
     if not all(found):
         missing = ", ".join(a for a, ok in zip("zyx", found, strict=True) if not ok)
         warnings.warn(
@@ -512,7 +511,16 @@ def _load_tiff(path: Path) -> Volume:
             "to set it",
             stacklevel=3,
         )
-    return _finish(data, grid_affine(spacing), path)
+    return volume
+
+
+def _tiff_to_zyx(data: np.ndarray, axes: str) -> np.ndarray:
+    """Move Z, Y, X last (ImageJ stores TZCYXS), so other axes lead as napari expects."""
+    if not {"Z", "Y", "X"} <= set(axes):
+        return data  # plain page stacks ("IYX", "QYX") are (z, y, x) already
+    spatial = [axes.index(a) for a in "ZYX"]
+    others = [i for i in range(data.ndim) if i not in spatial]
+    return data.transpose(*others, *spatial)
 
 
 def _tiff_spacing(tif: Any) -> tuple[tuple[float, float, float], tuple[bool, bool, bool]]:
@@ -582,7 +590,10 @@ def _load_nrrd(path: Path) -> Volume:
     with _reading(path, "NRRD"):
         data, header = nrrd.read(str(path))  # index order "F": (x, y, z) like NIfTI
     if data.ndim != 3:
-        validate_array(data.transpose(), name=f"the image in {path.name!r}")
+        validate_array(data.transpose(), name=f"the image in {path.name!r}")  # 2-D, extra axes
+        raise VolumeError(
+            f"{path.name}: {data.ndim}-D NRRD files are not supported; save a 3-D volume"
+        )
     steps = _nrrd_steps(header, path)
     nifti_like = np.eye(4)
     nifti_like[:3, :3] = steps.T  # column i = world step along disk axis i
