@@ -74,7 +74,7 @@ class VolumeError(ValueError):
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # arrays have no single truth value; compare fields explicitly
 class Volume:
     """A CT volume: voxels ``(z, y, x)``, their spacing in mm and their place in the world.
 
