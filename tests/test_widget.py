@@ -1,0 +1,296 @@
+"""The *Slice synthesis* dock widget, end to end on a tiny phantom with a tiny network."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_xview._napari.widget import error_message, format_duration
+
+TRAINING_TIMEOUT_MS = 120_000
+
+
+# --------------------------------------------------------------------------------------
+# Plain helpers (no viewer)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "?"), (0.04, "0.0 s"), (9.96, "10.0 s"), (10.4, "10 s"), (59.6, "1 min 00 s"),
+    (185, "3 min 05 s"), (3725, "1 h 02 min"), (-3, "0.0 s"),
+])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_error_message_keeps_the_engine_message_and_names_unexpected_errors():
+    assert error_message(ValueError("factor 3 is not 2")) == "factor 3 is not 2"
+    assert error_message(FileNotFoundError("no such file: a.pt")) == "no such file: a.pt"
+    assert error_message(KeyError("w")) == "KeyError: 'w'"
+
+
+# --------------------------------------------------------------------------------------
+# In a viewer
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notifications():
+    """Messages of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    messages: list[str] = []
+
+    def record(notification) -> None:
+        messages.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield messages
+    notification_manager.notification_ready.disconnect(record)
+
+
+def add_volume(viewer, volume, name):
+    """Add ``volume`` as the reader would (scale, translate, affine in metadata)."""
+    from napari_xview._napari._io import layer_data
+
+    data, kwargs, _ = layer_data(volume, name)
+    return viewer.add_image(data, **kwargs)
+
+
+def dock_widget(viewer):
+    """The widget as the Plugins menu contribution creates it."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xview", "Slice synthesis")
+    return widget
+
+
+def make_small(widget, model_config, steps=4):
+    """Tiny network, a few small steps: seconds on two CPU cores."""
+    widget.model_config_override = model_config
+    widget.factor.setValue(model_config.factor)
+    widget.budget_steps.setValue(steps)
+    widget.batch_size.setValue(1)
+    widget.patch_size.setValue(24)
+    widget.n_incremental.setValue(1)
+    widget.device.setCurrentText("cpu")
+    return widget
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, tiny_phantom):
+    viewer = make_napari_viewer()
+    add_volume(viewer, tiny_phantom, "phantom")
+    return viewer
+
+
+@pytest.mark.gui
+def test_the_plugins_menu_adds_the_widget_on_the_open_volume(viewer):
+    from npe2 import PluginManager
+
+    from napari_xview._napari.widget import XViewWidget
+
+    contributed = {w.display_name for w in PluginManager.instance().iter_widgets()
+                   if w.plugin_name == "napari-xview"}
+    assert contributed == {"Slice synthesis", "Orthogonal views"}
+    [plugin_menu] = [a.menu() for a in viewer.window.plugins_menu.actions()
+                     if a.text() == "napari-xview"]
+    [action] = [a for a in plugin_menu.actions() if a.text() == "Slice synthesis"]
+    action.trigger()
+    widget = dock_widget(viewer)  # the one the menu added, not a second one
+    assert isinstance(widget, XViewWidget)
+    assert widget.input_layer.currentText() == "phantom"
+    assert widget.spacing() == (4.0, 1.0, 1.0)
+    assert widget.preset.currentText() == "lite" and widget.device.currentText() == "auto"
+    assert not widget.stop_button.isEnabled() and not widget.synthesize_button.isEnabled()
+
+
+@pytest.mark.gui
+def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
+        viewer, qtbot, tiny_model_config):
+    from qtpy.QtCore import QTimer
+
+    from napari_xview._napari.layers import RESULT_KEY
+
+    widget = make_small(dock_widget(viewer), tiny_model_config)
+    for kind in ("axial", "coronal", "sagittal"):
+        widget.result_kinds[kind].setChecked(True)
+    ticks_while_training = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks_while_training.append(widget.is_training))
+    timer.start(20)
+    started = time.perf_counter()
+    worker = widget.start_training()
+    assert worker is not None and widget.is_training
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        pass
+    timer.stop()
+    # the GUI thread went on handling its timer all through training (~50 ticks a second)
+    assert sum(ticks_while_training) >= 5
+    assert sum(ticks_while_training) >= (time.perf_counter() - started) * 2
+
+    source = viewer.layers["phantom"]
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["phantom", *(f"phantom [{kind}]" for kind in
+                                  ("fused", "axial", "coronal", "sagittal", "disagreement"))]
+    for layer in viewer.layers[1:]:
+        assert layer.data.shape == (17, 48, 48)  # r (l - 1) + 1 slices
+        np.testing.assert_allclose(layer.scale, (2.0, 1.0, 1.0))
+        np.testing.assert_allclose(layer.translate, source.translate)
+        assert layer.metadata[RESULT_KEY] in layer.name
+    # output slice r * k lies exactly on input slice k in world coordinates
+    np.testing.assert_allclose(viewer.layers["phantom [fused]"].data_to_world((4, 0, 0)),
+                               source.data_to_world((2, 0, 0)))
+    assert viewer.layers["phantom [fused]"].visible
+    assert not viewer.layers["phantom [axial]"].visible
+    assert viewer.layers["phantom [disagreement]"].colormap.name == "xview disagreement"
+
+    history = widget.loss_plot.history()
+    np.testing.assert_array_equal(history["total"][0], [1, 2, 3, 4])
+    assert {"int_a", "int_c", "int_s", "cmd_c", "cmd_s"} <= set(history)
+    assert widget.progress_bar.value() == widget.progress_bar.maximum()
+    assert widget.device_used.text() == "cpu"
+    assert widget.model is not None and widget.last_error is None
+
+    # synthesizing again replaces the layers instead of piling up new ones
+    fused = viewer.layers["phantom [fused]"]
+    fused.data = np.zeros_like(fused.data)
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.synthesize()
+    assert [layer.name for layer in viewer.layers] == names
+    assert viewer.layers["phantom [fused]"] is fused and fused.data.any()
+
+
+@pytest.mark.gui
+def test_pause_stop_and_continue_the_run(viewer, qtbot, tiny_model_config):
+    from napari_xview.engine.events import Finished, Step
+
+    widget = make_small(dock_widget(viewer), tiny_model_config, steps=6)
+    widget.synthesize_after.setChecked(False)
+    events = []
+    worker = widget.start_training()
+    worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: any(isinstance(e, Step) for e in events), timeout=TRAINING_TIMEOUT_MS)
+
+    with qtbot.waitSignal(worker.paused, timeout=TRAINING_TIMEOUT_MS):
+        widget.toggle_pause()
+    assert widget.pause_button.text() == "Resume"
+    held = len(events)
+    qtbot.wait(300)
+    assert len(events) == held  # no step while paused
+    widget.toggle_pause()
+    qtbot.waitUntil(lambda: len(events) > held, timeout=TRAINING_TIMEOUT_MS)
+
+    with qtbot.waitSignal(worker.finished, timeout=TRAINING_TIMEOUT_MS):
+        widget.stop_training()
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.stopped
+    stopped_at = finished.step
+    assert 2 <= stopped_at < 6
+    assert widget.model is finished.model  # usable after a stop
+    assert widget.continue_run.isChecked() and widget.train_button.text() == "Continue training"
+
+    resumed = []
+    worker = widget.start_training()
+    worker.yielded.connect(resumed.append)
+    with qtbot.waitSignal(worker.finished, timeout=TRAINING_TIMEOUT_MS):
+        pass
+    steps = [e.step for e in resumed if isinstance(e, Step)]
+    assert steps == list(range(stopped_at + 1, 7))
+    assert isinstance(resumed[-1], Finished) and not resumed[-1].stopped
+    # the loss plot goes on from the first run rather than starting over
+    np.testing.assert_array_equal(widget.loss_plot.history()["total"][0], np.arange(1, 7))
+
+
+@pytest.mark.gui
+def test_a_2d_layer_is_refused_with_a_clear_notification(viewer, notifications):
+    widget = dock_widget(viewer)
+    viewer.add_image(np.zeros((48, 48), np.float32), name="slice")
+    widget.input_layer.setCurrentText("slice")
+    assert widget.start_training() is None
+    assert not widget.is_busy
+    assert any("'slice' is 2-D" in m and "3-D volume" in m for m in notifications)
+    assert widget.last_error == notifications[-1]
+    assert widget.synthesize() is None
+    assert "No model yet" in notifications[-1]
+
+
+@pytest.mark.gui
+def test_an_engine_error_in_the_worker_becomes_a_notification(make_napari_viewer, qtbot,
+                                                                tiny_model_config,
+                                                                notifications):
+    import dataclasses
+
+    from napari_xview.sample import make_phantom
+
+    viewer = make_napari_viewer()
+    add_volume(viewer, make_phantom(shape=(3, 32, 32)), "short")
+    widget = make_small(dock_widget(viewer), dataclasses.replace(tiny_model_config, factor=4))
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        assert widget.start_training() is not None
+    assert "too few for factor 4" in notifications[-1]
+    assert widget.last_error == notifications[-1]
+    assert widget.model is None and widget.train_button.isEnabled()
+    with pytest.raises(RuntimeError, match="too few for factor 4"):
+        widget.wait_until_idle(timeout_s=1)
+
+
+@pytest.mark.gui
+def test_a_saved_model_densifies_another_volume_saved_as_nifti(viewer, qtbot, tmp_path,
+                                                                tiny_model_config,
+                                                                notifications):
+    from napari_xview.engine import XViewModel, save_model
+    from napari_xview.sample import make_phantom
+    from napari_xview.volume import load_volume
+
+    widget = dock_widget(viewer)
+    path = save_model(XViewModel.create(tiny_model_config), tmp_path / "tiny.pt")
+    other = make_phantom(shape=(7, 40, 36), spacing=(3.0, 0.9, 0.8), seed=1)
+    add_volume(viewer, other, "other")
+    assert widget.load_model(path) is not None
+    assert widget.factor.value() == 2 and widget.synthesize_button.isEnabled()
+
+    widget.factor.setValue(3)  # a model works at its own factor only
+    assert widget.synthesize() is None
+    assert "3" in notifications[-1] and "2" in notifications[-1]
+
+    widget.factor.setValue(2)
+    widget.input_layer.setCurrentText("other")
+    widget.device.setCurrentText("cpu")
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        assert widget.synthesize() is not None
+    fused = viewer.layers["other [fused]"]
+    assert fused.data.shape == (13, 40, 36)
+    np.testing.assert_allclose(fused.scale, (1.5, 0.9, 0.8))
+
+    written = fused.save(str(tmp_path / "other_x2.nii.gz"), plugin="napari-xview")
+    volume = load_volume(written[0])
+    assert volume.shape == (13, 40, 36)
+    np.testing.assert_allclose(volume.spacing, (1.5, 0.9, 0.8), rtol=1e-5)
+    np.testing.assert_allclose(volume.origin, other.origin, atol=1e-4)
+    np.testing.assert_allclose(volume.array, fused.data, atol=1e-2)
+
+    assert widget.load_model(tmp_path / "missing.pt") is None
+    assert "missing.pt" in notifications[-1]
+
+
+@pytest.mark.gui
+def test_the_loss_plot_redraws_at_a_bounded_rate(qtbot):
+    from napari_xview._napari.loss_plot import LossPlot
+
+    plot = LossPlot(redraw_interval_ms=200)
+    qtbot.addWidget(plot)
+    drawn = plot.redraw_count
+    for step in range(1, 301):
+        plot.append(step, {"total": 1.0 / step, "int_a": 0.5 / step, "sep": 0.0})
+    assert plot.redraw_count == drawn  # nothing drawn yet: values arrive faster than redraws
+    qtbot.waitUntil(lambda: plot.redraw_count == drawn + 1, timeout=2000)
+    qtbot.wait(300)
+    assert plot.redraw_count == drawn + 1  # one redraw for all 300 steps
+    history = plot.history()
+    assert set(history) == {"total", "int_a"}  # zero cannot be shown on a log axis
+    assert len(history["total"][0]) == 300
+    assert plot.axes.get_yscale() == "log"
+    assert len(plot.axes.get_lines()) == 2
+    plot.clear()
+    assert plot.history() == {} and not plot.axes.get_lines()
