@@ -103,9 +103,14 @@ class LayerAttention(nn.Module):
 class ChannelSpatialAttention(nn.Module):
     """Channel-spatial attention module (CSAM) of HAN [20].
 
-    A single-filter 3-D convolution over (channel, row, column) gives a sigmoid attention
-    map; the features are scaled by it and added to themselves with a learnt scale that
-    starts at zero.
+    A single-filter 3 x 3 x 3 convolution over (channel, row, column) gives a sigmoid
+    attention map; the features are scaled by it and added to themselves with a learnt
+    scale that starts at zero.
+
+    The 3-D convolution is evaluated as the equivalent 2-D convolution whose C x C x 3 x 3
+    weight is banded: output channel c sees input channels c - 1, c, c + 1 through the three
+    slices of the 3-D kernel (zero padding along channels included). The result is the
+    same; on CPU it is an order of magnitude faster than a one-channel ``conv3d``.
     """
 
     def __init__(self) -> None:
@@ -113,8 +118,19 @@ class ChannelSpatialAttention(nn.Module):
         self.conv = nn.Conv3d(1, 1, kernel_size=3, padding=1)
         self.scale = nn.Parameter(torch.zeros(1))
 
+    def banded_weight(self, channels: int) -> Tensor:
+        """The (C, C, 3, 3) 2-D weight equivalent to the 3-D kernel."""
+        kernel = self.conv.weight[0, 0]  # (3, 3, 3): channel offset, row, column
+        weight = kernel.new_zeros(channels, channels, 3, 3)
+        for offset in (-1, 0, 1):
+            band = torch.diag(kernel.new_ones(channels - abs(offset)), diagonal=offset)
+            weight = weight + band[:, :, None, None] * kernel[offset + 1]
+        return weight
+
     def forward(self, x: Tensor) -> Tensor:
-        attention = torch.sigmoid(self.conv(x.unsqueeze(1))).squeeze(1)
+        channels = x.shape[1]
+        bias = self.conv.bias.expand(channels)
+        attention = torch.sigmoid(F.conv2d(x, self.banded_weight(channels), bias, padding=1))
         return x + self.scale * attention * x
 
 

@@ -101,7 +101,8 @@ class PixelInterpNet(nn.Module):
         """
         check_view_image(image)
         rows = self.factor * (image.shape[-2] - 1) + 1
-        shallow = self.head(image)
+        # oneDNN convolutions with few channels run 2-5x faster on CPU in NHWC layout.
+        shallow = self.head(image).contiguous(memory_format=torch.channels_last)
         deep = self._holistic_attention(shallow) + shallow
         upscaled = self.tail(shuffle_rows(self.upsample(deep), self.factor))[..., :rows, :]
         if self.residual_to_linear:
