@@ -162,6 +162,9 @@ class TrainConfig:
         Slice-profile FWHM of "blur-noise", in units of the input slice spacing times r.
     noise_sigma : float
         Standard deviation of the additive noise of "blur-noise", on the [0, 1] window scale.
+    pint_lines : int or None
+        Coronal and sagittal images per crop that PInt processes in a step (a random subset
+        of rows y and of columns x); None processes all of them, as the paper does.
     recipe : str
         "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs,
         see :mod:`napari_xview.engine.inplane`).
@@ -202,6 +205,7 @@ class TrainConfig:
     degradation: str = "direct"
     blur_fwhm: float = 1.0
     noise_sigma: float = 0.01
+    pint_lines: int | None = None
     recipe: str = "paper"
     inplane_images: int = 64
     seed: int = 0
@@ -230,6 +234,8 @@ class TrainConfig:
             raise ValueError("need batch_size >= 1, patch_size >= 8, central_size >= patch_size")
         _check_choice("degradation", self.degradation, ("direct", "blur-noise"))
         _check_choice("recipe", self.recipe, ("paper", "inplane"))
+        if self.pint_lines is not None and self.pint_lines < 1:
+            raise ValueError(f"pint_lines must be at least 1 or None, got {self.pint_lines}")
         if self.wavelet_levels < 1:
             raise ValueError(f"wavelet_levels must be at least 1, got {self.wavelet_levels}")
 

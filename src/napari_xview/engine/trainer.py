@@ -284,23 +284,39 @@ class Trainer:
         values["total"] = float(total.detach())
         return values
 
+    def _line_subsets(self, height: int, width: int) -> tuple[Any, Any]:
+        """Rows y (coronal images) and columns x (sagittal images) that PInt sees this step.
+
+        All of them unless ``pint_lines`` is set. PInt treats each coronal or sagittal image
+        independently, so a random subset of images gives exactly the losses of those
+        images: an unbiased estimate of the full losses at a fraction of the cost.
+        """
+        lines = self.config.pint_lines
+        if lines is None:
+            return slice(None), slice(None)
+        rows = torch.randperm(height, generator=self.generator)[:lines].sort().values
+        cols = torch.randperm(width, generator=self.generator)[:lines].sort().values
+        return rows.to(self.device), cols.to(self.device)
+
     def _internal_terms(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Single-view internal learning, equations (8)-(10), plus the memory losses.
 
         ``low`` is the crop degraded once more by r; ``target`` the crop itself, of which the
         slices beyond the restored grid are neglected, as the paper says.
         """
+        rows, cols = self._line_subsets(low.shape[2], low.shape[3])
         with autocast_for(self.device, self.config.amp):
             restored_a, memory = axial_upsample(self.model.sint, low)
-            restored_c = coronal_upsample(self.model.pint, low)
-            restored_s = sagittal_upsample(self.model.pint, low)
+            restored_c = coronal_upsample(self.model.pint, low[:, :, rows])
+            restored_s = sagittal_upsample(self.model.pint, low[..., cols])
         target = target[:, :restored_a.shape[1]]
         terms = {}
-        for key, view, restored in (("int_a", "axial", restored_a),
-                                    ("int_c", "coronal", restored_c),
-                                    ("int_s", "sagittal", restored_s)):
+        for key, view, restored, reference in (
+                ("int_a", "axial", restored_a, target),
+                ("int_c", "coronal", restored_c, target[:, :, rows]),
+                ("int_s", "sagittal", restored_s, target[..., cols])):
             terms[key] = internal_loss(as_view_images(restored.float(), view),
-                                       as_view_images(target, view),
+                                       as_view_images(reference, view),
                                        wavelet=self.config.wavelet,
                                        levels=self.config.wavelet_levels,
                                        use_wavelet=self.config.use_wavelet)
@@ -327,19 +343,21 @@ class Trainer:
         squared error, and L^cmd averages them over n. Gradients flow into both networks:
         each view teaches the other.
         """
-        axial = coronal = sagittal = crops
+        rows, cols = self._line_subsets(crops.shape[2], crops.shape[3])
+        axial, coronal, sagittal = crops, crops[:, :, rows], crops[..., cols]
+        use_c, use_s = self.config.use_cmd_coronal, self.config.use_cmd_sagittal
         cmd_c, cmd_s = [], []
         for _ in range(self.config.n_incremental):
             with autocast_for(self.device, self.config.amp):
                 axial, _ = axial_upsample(self.model.sint, axial)
-                if self.config.use_cmd_coronal:
-                    coronal = coronal_upsample(self.model.pint, coronal)
-                if self.config.use_cmd_sagittal:
-                    sagittal = sagittal_upsample(self.model.pint, sagittal)
-            if self.config.use_cmd_coronal:
-                cmd_c.append(consistency_loss(axial.float(), coronal.float(), self.config.gamma))
-            if self.config.use_cmd_sagittal:
-                cmd_s.append(consistency_loss(axial.float(), sagittal.float(), self.config.gamma))
+                coronal = coronal_upsample(self.model.pint, coronal) if use_c else None
+                sagittal = sagittal_upsample(self.model.pint, sagittal) if use_s else None
+            if use_c:
+                cmd_c.append(consistency_loss(axial[:, :, rows].float(), coronal.float(),
+                                              self.config.gamma))
+            if use_s:
+                cmd_s.append(consistency_loss(axial[..., cols].float(), sagittal.float(),
+                                              self.config.gamma))
         terms = {}
         if cmd_c:
             terms["cmd_c"] = torch.stack(cmd_c).mean()
