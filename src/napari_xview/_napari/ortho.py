@@ -175,7 +175,7 @@ class OrthoViewWidget(QWidget):
         When checked, hovering over any canvas moves the shared point under the mouse.
     """
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.coronal = _PlaneView("coronal")
@@ -301,15 +301,17 @@ class OrthoViewWidget(QWidget):
     def _on_cursor(self, event) -> None:
         """The mouse moved over one canvas: take the hovered in-plane coordinates.
 
-        napari also moves a model's cursor when its slice changes; those updates arrive while
-        the point is being shared and are ignored, or they would echo stale coordinates back.
+        napari also moves a model's cursor when its slice changes, mouse or not; only the
+        model the mouse is over (``mouse_over_canvas``) speaks for the mouse, or a slider
+        moved in one view would echo stale cursor coordinates back into the shared point.
         """
         if self._syncing or not self.follow_cursor.isChecked():
             return
         source = next((model for model in self.models
                        if _unwrap(model.cursor) is _unwrap(event.source)), None)
         position = tuple(event.value)
-        if source is None or len(position) != len(self._point) or len(position) < 3:
+        if (source is None or not source.mouse_over_canvas
+                or len(position) != len(self._point) or len(position) < 3):
             return
         point = list(self._point)
         for axis in source.dims.displayed:
