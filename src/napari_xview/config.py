@@ -113,7 +113,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(sint_channels=192, sint_blocks=12, space_to_depth=8, memory_items=10,
                   pint_channels=64, pint_groups=10, pint_blocks=20, reduction=16),
     "lite": dict(sint_channels=64, sint_blocks=2, space_to_depth=8, memory_items=10,
-                 pint_channels=24, pint_groups=2, pint_blocks=2, reduction=8),
+                 pint_channels=16, pint_groups=2, pint_blocks=2, reduction=4),
 }
 
 
