@@ -156,9 +156,10 @@ class XViewWidget(QWidget):
     device : QComboBox
         "auto", "cpu" or "cuda"; ``device_used`` shows the device a run actually used.
     gamma, n_incremental, weight_cmd, weight_memory, degradation, seed, recipe, batch_size,
-    patch_size : Qt input widgets
+    patch_size, pint_lines : Qt input widgets
         Advanced training options (folded away), the fields of
-        :class:`~napari_xview.config.TrainConfig` of the same names.
+        :class:`~napari_xview.config.TrainConfig` of the same names (``pint_lines`` 0 means
+        None: all images).
     train_button, pause_button, stop_button, synthesize_button, save_model_button,
     load_model_button : QPushButton
         The actions; each calls the public method of the same meaning.
@@ -303,6 +304,13 @@ class XViewWidget(QWidget):
         self.patch_size.setValue(defaults.patch_size)
         self.patch_size.setToolTip("In-plane size of the training crops (128); larger volumes "
                                    "than this are sampled in patches")
+        self.pint_lines = QSpinBox()
+        self.pint_lines.setRange(0, 4096)
+        self.pint_lines.setSpecialValueText("all")  # 0 stands for None: every image
+        self.pint_lines.setValue(defaults.pint_lines or 0)
+        self.pint_lines.setToolTip("Coronal and sagittal images per crop that PInt learns from "
+                                   "in a step: all (the paper), or a random subset (faster, "
+                                   "less memory)")
 
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.start_training)
@@ -369,7 +377,8 @@ class XViewWidget(QWidget):
         advanced_form.addRow("Seed", self.seed)
         advanced_form.addRow("Batch size", self.batch_size)
         advanced_form.addRow("Patch size", self.patch_size)
-        self.advanced = QCollapsible("Advanced options")
+        advanced_form.addRow("PInt images", self.pint_lines)
+        self.advanced = QCollapsible("Advanced options", expandedIcon="▾", collapsedIcon="▸")
         self.advanced.setDuration(0)
         self.advanced.addWidget(advanced)
 
@@ -498,6 +507,7 @@ class XViewWidget(QWidget):
             seed=self.seed.value(),
             batch_size=self.batch_size.value(),
             patch_size=self.patch_size.value(),
+            pint_lines=self.pint_lines.value() or None,
             central_size=max(self.patch_size.value(), TrainConfig().central_size),
             device=self.device.currentText(),
         )
@@ -626,7 +636,8 @@ class XViewWidget(QWidget):
         elif isinstance(event, Finished):
             self.model = event.model
             how = "stopped" if event.stopped else "finished"
-            self.model_label.setText(f"trained here, {event.step} steps ({how}); "
+            steps = f"{event.step} step{'s' if event.step != 1 else ''}"
+            self.model_label.setText(f"trained here, {steps} ({how}); "
                                      f"{self.model.config.preset}, r = {self.model.factor}")
             self.progress_label.setText(f"training {how} after {event.step} steps in "
                                         f"{format_duration(event.elapsed_s)}")
