@@ -257,17 +257,21 @@ class OrthoViewWidget(QWidget):
                     view.model.layers.move(current, position)
 
     def _sync_orders(self) -> None:
-        """Roll each extra view's dims order to its plane and restart from the viewer's point.
+        """Roll each extra view's dims order to its plane; refit when the dimensions change.
 
-        Called when layers come and go, which can change the number of dimensions.
+        Called when layers come and go. A layer that keeps the number of dimensions (a result
+        layer over its input) leaves the zoom and the shared point as they were.
         """
+        dimensions_changed = self.viewer.dims.ndim != len(self._point)
         for view in (self.coronal, self.sagittal):
             dims = view.model.dims
-            if dims.ndim >= 3:
+            if dims.ndim >= 3 and tuple(dims.order) != plane_order(dims.ndim, view.plane):
                 dims.order = plane_order(dims.ndim, view.plane)
                 dims.axis_labels = (*dims.axis_labels[:-3], "z", "y", "x")
-            view.model.reset_view()
-        self._point = tuple(self.viewer.dims.point)
+            if dimensions_changed:
+                view.model.reset_view()
+        if dimensions_changed:
+            self._point = tuple(self.viewer.dims.point)
         self._apply_point()
 
     def showEvent(self, event) -> None:
