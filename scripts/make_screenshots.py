@@ -108,14 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_display(argv)
 
-    import warnings
-
+    # only errors as pop-ups: napari's notice that PyQt5 support is deprecated would otherwise
+    # sit on top of every screenshot (napari reads its settings from NAPARI_* variables)
+    os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     import napari
 
     from napari_xview.engine.events import Step
-
-    # a deprecation notice of napari's would otherwise sit on top of every screenshot
-    warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")
 
     viewer = napari.Viewer(title="napari-xview")
     viewer.window.resize(*WINDOW_SIZE)

@@ -90,16 +90,29 @@ def result_layer_name(source_name: str, kind: str) -> str:
 def disagreement_colormap() -> Colormap:
     """Transparent where the views agree, through red to opaque yellow where they do not.
 
-    Drawn over the fused result, reliable voxels stay as they are (the lowest quarter of the
-    contrast range is fully transparent) and only the regions where the axial, coronal and
-    sagittal syntheses differ light up.
+    Drawn over the fused result (with the limits of :func:`disagreement_limits`), reliable
+    voxels stay as they are and only the regions where the axial, coronal and sagittal
+    syntheses differ most light up.
     """
     return Colormap(
-        colors=[[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.15, 0.0, 0.6],
-                [1.0, 1.0, 0.0, 1.0]],
-        controls=[0.0, 0.25, 0.6, 1.0],
+        colors=[[1.0, 0.0, 0.0, 0.0], [1.0, 0.1, 0.0, 0.6], [1.0, 1.0, 0.0, 1.0]],
+        controls=[0.0, 0.4, 1.0],
         name="xview disagreement",
     )
+
+
+def disagreement_limits(spread: np.ndarray) -> tuple[float, float]:
+    """Contrast limits that colour only the voxels where the views disagree most.
+
+    From the 90th to the 99.9th percentile of the spread: with
+    :func:`disagreement_colormap`, nine voxels in ten stay transparent and the colour goes to
+    the least reliable tenth, wherever the spread as a whole lies (it shrinks as training goes
+    on). The user can widen the limits in the layer controls.
+    """
+    if spread.size == 0:
+        return (0.0, 1.0)
+    low, high = (float(value) for value in np.percentile(spread, [90.0, 99.9]))
+    return (low, high) if high > low else (low, low + 1e-6)
 
 
 def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) -> dict:
@@ -120,9 +133,8 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
                   "affine": np.asarray(volume.affine, dtype=float)},
     )
     if kind == "disagreement":
-        high = float(np.percentile(volume.array, 99.5)) if volume.array.size else 0.0
         kwargs.update(colormap=disagreement_colormap(), blending="translucent",
-                      contrast_limits=(0.0, max(high, 1e-6)), visible=True)
+                      contrast_limits=disagreement_limits(volume.array), visible=True)
     else:
         kwargs.update(colormap="gray", contrast_limits=tuple(source.contrast_limits),
                       visible=kind == "fused")

@@ -156,10 +156,10 @@ class XViewWidget(QWidget):
     device : QComboBox
         "auto", "cpu" or "cuda"; ``device_used`` shows the device a run actually used.
     gamma, n_incremental, weight_cmd, weight_memory, degradation, seed, recipe, batch_size,
-    patch_size, pint_lines : Qt input widgets
+    patch_size, pint_lines, cpu_threads : Qt input widgets
         Advanced training options (folded away), the fields of
-        :class:`~napari_xview.config.TrainConfig` of the same names (``pint_lines`` 0 means
-        None: all images).
+        :class:`~napari_xview.config.TrainConfig` of the same names (``cpu_threads`` is
+        ``num_threads``; 0 in ``pint_lines`` or ``cpu_threads`` means None: all).
     train_button, pause_button, stop_button, synthesize_button, save_model_button,
     load_model_button : QPushButton
         The actions; each calls the public method of the same meaning.
@@ -312,6 +312,13 @@ class XViewWidget(QWidget):
                                    "in a step: all (the paper), or a random subset (faster, "
                                    "less memory)")
 
+        self.cpu_threads = QSpinBox()
+        self.cpu_threads.setRange(0, 1024)
+        self.cpu_threads.setSpecialValueText("all")  # 0 stands for None: every core
+        self.cpu_threads.setValue(defaults.num_threads or 0)
+        self.cpu_threads.setToolTip("CPU threads for training: all cores, or fewer on a shared "
+                                    "machine (small networks often run fastest on one)")
+
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.start_training)
         self.pause_button = QPushButton("Pause")
@@ -378,6 +385,7 @@ class XViewWidget(QWidget):
         advanced_form.addRow("Batch size", self.batch_size)
         advanced_form.addRow("Patch size", self.patch_size)
         advanced_form.addRow("PInt images", self.pint_lines)
+        advanced_form.addRow("CPU threads", self.cpu_threads)
         self.advanced = QCollapsible("Advanced options", expandedIcon="▾", collapsedIcon="▸")
         self.advanced.setDuration(0)
         self.advanced.addWidget(advanced)
@@ -508,6 +516,7 @@ class XViewWidget(QWidget):
             batch_size=self.batch_size.value(),
             patch_size=self.patch_size.value(),
             pint_lines=self.pint_lines.value() or None,
+            num_threads=self.cpu_threads.value() or None,
             central_size=max(self.patch_size.value(), TrainConfig().central_size),
             device=self.device.currentText(),
         )
@@ -629,7 +638,7 @@ class XViewWidget(QWidget):
             self._show_step(event)
         elif isinstance(event, StageStarted):
             self.device_used.setText(event.device)
-            self.loss_plot.mark_stage(event.first_step, f"stage {event.stage}: {event.name}")
+            self.loss_plot.mark_stage(event.first_step, f"stage {event.stage}")
             self.progress_label.setText(f"stage {event.stage}: {event.name} on {event.device}")
         elif isinstance(event, CheckpointSaved):
             self._resumable = self._training_signature
