@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="in-plane crop size (default 64)")
     parser.add_argument("--pint-images", type=int, default=16,
                         help="coronal/sagittal images per crop for PInt, 0 for all (default 16)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for training, 0 for all cores (default 0)")
     return parser.parse_args(argv)
 
 
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     widget.batch_size.setValue(args.batch_size)
     widget.patch_size.setValue(args.patch_size)
     widget.pint_lines.setValue(args.pint_images)
+    widget.cpu_threads.setValue(args.threads)
     for kind in ("fused", "axial", "coronal", "sagittal", "disagreement"):
         widget.result_kinds[kind].setChecked(True)
     viewer.reset_view()
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for layer in viewer.layers:
         layer.visible = layer in (phantom, fused)
     viewer.dims.order = (1, 0, 2)
-    viewer.grid.enabled = True
+    viewer.canvas.grid.enabled = True
     viewer.reset_view()
     shoot(viewer, args.out / "coronal-comparison.png")
     viewer.close()
