@@ -7,13 +7,15 @@ For each preset and factor r this prints a markdown table row with
   so the paper preset costs nothing to count) of SInt-A on one 512 x 512 slice pair, of
   PInt on one 36 x 512 coronal image (36 slices of 512 pixels), and of the whole
   512 x 512 x 36 volume the paper times (35 pairs + 512 coronal + 512 sagittal images);
-* the median wall time of training steps on the CPU: forward + backward + Adam step of
-  both networks with MSE losses, on a batch of four 15 x 128 x 128 crops. A stage-1 step
-  restores the crops degraded by r along z (direct sampling: ceil(15 / r) slices) with
-  SInt-A on every adjacent pair and PInt on the coronal and sagittal images; a stage-2
-  step adds N = 2 incremental rounds on the crops themselves (15 -> r*14+1 -> ... slices)
-  and the MSE between the axial and the coronal/sagittal results. ``--pint-lines`` limits
-  PInt to that many coronal and sagittal images per crop (the trainer's ``pint_lines``).
+* the median and the fastest wall time of training steps on the CPU (the machine is
+  shared: the load average at the end of each row says how contended it was): forward +
+  backward + Adam step of both networks with MSE losses, on a batch of four 15 x 128 x 128
+  crops. A stage-1 step restores the crops degraded by r along z (direct sampling:
+  ceil(15 / r) slices) with SInt-A on every adjacent pair and PInt on the coronal and
+  sagittal images; a stage-2 step adds N = 2 incremental rounds on the crops themselves
+  (15 -> r*14+1 -> ... slices) and the MSE between the axial and the coronal/sagittal
+  results. ``--pint-lines`` limits PInt to that many coronal and that many sagittal images
+  per crop (the trainer's ``pint_lines``).
 
 Examples
 --------
@@ -169,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"| {cost['volume_tflops']:.2f} |")
     if not args.time:
         return
-    print("\n| preset | r | stage | PInt images per crop | median step (s) | all steps (s) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| preset | r | stage | PInt images per crop | median step (s) | fastest (s) "
+          "| all steps (s) | load average |")
+    print("|---|---|---|---|---|---|---|---|")
     for preset in args.time:
         for factor in args.factors:
             config = ModelConfig.from_preset(preset, factor)
@@ -179,8 +182,9 @@ def main(argv: list[str] | None = None) -> None:
                     times = time_steps(config, stage, lines, args.repeats)
                     shown = "all 256" if lines is None else f"{2 * lines}"
                     print(f"| {preset} | {factor} | {stage} | {shown} "
-                          f"| {statistics.median(times):.2f} "
-                          f"| {', '.join(f'{t:.2f}' for t in times)} |", flush=True)
+                          f"| {statistics.median(times):.2f} | {min(times):.2f} "
+                          f"| {', '.join(f'{t:.2f}' for t in times)} "
+                          f"| {os.getloadavg()[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
