@@ -18,6 +18,7 @@ from napari_xview.models import (
 )
 from napari_xview.models.blocks import (
     ChannelSpatialAttention,
+    LayerAttention,
     linear_between,
     linear_rows,
     pad_to_multiple,
@@ -146,6 +147,28 @@ def test_channel_spatial_attention_equals_the_3d_convolution_of_han():
     x = torch.rand(2, 5, 6, 7)
     expected = x + 0.7 * torch.sigmoid(attention.conv(x.unsqueeze(1)).squeeze(1)) * x
     assert torch.allclose(attention(x), expected, atol=1e-6)
+
+
+def test_layer_attention_keeps_its_gram_matrix_in_float32_under_autocast():
+    torch.manual_seed(0)
+    attention = LayerAttention()
+    with torch.no_grad():
+        attention.scale.fill_(1.0)
+    layers = torch.rand(2, 3, 8, 16, 16) * 4  # Gram entries in the thousands
+    expected = attention(layers)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = attention(layers)
+    assert torch.allclose(mixed.float(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_models_run_under_cpu_autocast():
+    sint, pint = _models(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        slices, losses = sint(*_slices())
+        upscaled = pint(_image())
+    assert torch.isfinite(slices).all() and torch.isfinite(upscaled).all()
+    assert losses.compactness.dtype == torch.float32  # memory arithmetic stays float32
+    assert torch.allclose(sint.memory.items.norm(dim=1), torch.ones(4), atol=1e-5)
 
 
 # --- residual over linear interpolation -----------------------------------------------------

@@ -1,7 +1,9 @@
 """The two interpolation networks of section 3.1: SInt-A and PInt (shared by two views).
 
 >>> import torch
->>> from napari_xview.config import ModelConfig
+>>> from torch import nn
+
+from napari_xview.config import ModelConfig
 >>> from napari_xview.models import build_models
 >>> sint, pint = build_models(ModelConfig.from_preset("lite", factor=2))
 >>> slices, losses = sint(torch.rand(1, 1, 37, 45), torch.rand(1, 1, 37, 45))
@@ -12,6 +14,8 @@
 """
 
 from __future__ import annotations
+
+from torch import nn
 
 from napari_xview.config import ModelConfig
 from napari_xview.models.memory import MemoryBank, MemoryLosses
@@ -36,6 +40,6 @@ def build_models(config: ModelConfig) -> tuple[SliceInterpNet, PixelInterpNet]:
     return SliceInterpNet(config), PixelInterpNet(config)
 
 
-def count_parameters(module) -> int:
+def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of ``module`` (memory items are buffers, not counted)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

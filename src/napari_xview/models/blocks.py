@@ -9,9 +9,18 @@ and the linear interpolation that both networks can learn a residual over.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
+    """A region without autocast on ``device``; a no-op where autocast does not exist (meta)."""
+    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
+    supported = available(device.type) if available else device.type in ("cpu", "cuda")
+    return torch.autocast(device.type, enabled=False) if supported else contextlib.nullcontext()
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -91,11 +100,14 @@ class LayerAttention(nn.Module):
     def forward(self, layers: Tensor) -> Tensor:
         batch, count, channels, height, width = layers.shape
         flat = layers.reshape(batch, count, -1)
-        # The Gram matrix sums C*H*W products: float32 avoids overflow under autocast.
-        energy = torch.bmm(flat.float(), flat.float().transpose(1, 2))
-        energy = energy.amax(dim=-1, keepdim=True) - energy
-        attention = torch.softmax(energy, dim=-1).to(flat.dtype)
-        attended = torch.bmm(attention, flat)
+        # The Gram matrix sums C*H*W products: in float16 it overflows, in bfloat16 its
+        # rounding swamps the differences the softmax looks at. Keep it in float32.
+        with autocast_disabled(layers.device):
+            flat32 = flat.float()
+            energy = torch.bmm(flat32, flat32.transpose(1, 2))
+            energy = energy.amax(dim=-1, keepdim=True) - energy
+            attention = torch.softmax(energy, dim=-1)
+        attended = torch.bmm(attention.to(flat.dtype), flat)
         out = self.scale * attended + flat
         return out.reshape(batch, count * channels, height, width)
 

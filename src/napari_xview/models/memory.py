@@ -20,12 +20,13 @@ Choices where the paper is silent, following [21]:
 
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from napari_xview.models.blocks import autocast_disabled
 
 
 class MemoryLosses(NamedTuple):
@@ -103,13 +104,6 @@ def memory_losses(queries: Tensor, items: Tensor, scores: Tensor, margin: float)
     return MemoryLosses(compactness, separateness)
 
 
-def _autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
-    """A region without autocast on ``device``; a no-op where autocast does not exist (meta)."""
-    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
-    supported = available(device.type) if available else device.type in ("cpu", "cuda")
-    return torch.autocast(device.type, enabled=False) if supported else contextlib.nullcontext()
-
-
 class MemoryBank(nn.Module):
     """Memory bank M of m unit-norm items of dimension d, read and updated as in [21].
 
@@ -161,7 +155,7 @@ class MemoryBank(nn.Module):
             raise ValueError(f"memory items have dimension {self.items.shape[1]} but the "
                              f"features have {dim} channels")
         # Attention over items and the update are done in float32 even under autocast.
-        with _autocast_disabled(features.device):
+        with autocast_disabled(features.device):
             queries = features.float().permute(0, 2, 3, 1).reshape(-1, dim)
             queries = F.normalize(queries, dim=1)
             # A copy, so the in-place update below cannot touch tensors saved for backward.
