@@ -271,3 +271,16 @@ def test_synthesis_does_not_modify_the_input(phantom):
     before = phantom.array.copy()
     synthesize(phantom, XViewModel.create(tiny_config(2)), device="cpu", views=False)
     np.testing.assert_array_equal(phantom.array, before)
+
+
+def test_smaller_stage2_crops_and_pint_line_subsets(phantom):
+    """The CPU-saving options change what stage 2 sees, not which losses it has."""
+    config = tiny_train(steps=2, stage2_crop_slices=3, stage2_patch_size=16, pint_lines=5)
+    trainer = Trainer(phantom, tiny_config(), config)
+    crops = trainer.sampler.sample(trainer.generator)
+    assert crops.shape == (2, 7, 24, 24)
+    assert trainer._cross_view_crops(crops).shape == (2, 3, 16, 16)
+    rows, cols = trainer._line_subsets(24, 24)
+    assert len(rows) == len(cols) == 5 and rows.unique().numel() == 5
+    steps = [e for e in trainer.run() if isinstance(e, Step)]
+    assert {"cmd_c", "cmd_s", "int_c", "int_s"} <= set(steps[-1].losses)

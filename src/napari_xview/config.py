@@ -165,6 +165,11 @@ class TrainConfig:
     pint_lines : int or None
         Coronal and sagittal images per crop that PInt processes in a step (a random subset
         of rows y and of columns x); None processes all of them, as the paper does.
+    stage2_crop_slices, stage2_patch_size : int or None
+        Size of the crops of the cross-view losses in stage 2 (None: ``crop_slices`` and
+        ``patch_size``, as the paper). Applying the networks N = 2 times multiplies the slices
+        by r squared, so smaller crops make stage 2 affordable on a CPU; internal learning
+        keeps its full-size crops.
     recipe : str
         "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs,
         see :mod:`napari_xview.engine.inplane`).
@@ -206,6 +211,8 @@ class TrainConfig:
     blur_fwhm: float = 1.0
     noise_sigma: float = 0.01
     pint_lines: int | None = None
+    stage2_crop_slices: int | None = None
+    stage2_patch_size: int | None = None
     recipe: str = "paper"
     inplane_images: int = 64
     seed: int = 0
@@ -234,6 +241,12 @@ class TrainConfig:
             raise ValueError("need batch_size >= 1, patch_size >= 8, central_size >= patch_size")
         _check_choice("degradation", self.degradation, ("direct", "blur-noise"))
         _check_choice("recipe", self.recipe, ("paper", "inplane"))
+        if self.stage2_crop_slices is not None and self.stage2_crop_slices < 2:
+            raise ValueError(
+                f"stage2_crop_slices must be at least 2, got {self.stage2_crop_slices}")
+        if self.stage2_patch_size is not None and self.stage2_patch_size < 8:
+            raise ValueError(
+                f"stage2_patch_size must be at least 8, got {self.stage2_patch_size}")
         if self.pint_lines is not None and self.pint_lines < 1:
             raise ValueError(f"pint_lines must be at least 1 or None, got {self.pint_lines}")
         if self.wavelet_levels < 1:

@@ -62,14 +62,21 @@ class CropSampler:
         high = low + central - size
         return int(torch.randint(low, high + 1, (1,), generator=generator))
 
-    def sample(self, generator: torch.Generator) -> torch.Tensor:
-        """A batch of random crops, drawn only with ``generator`` (so a run can resume exactly)."""
+    def sample(self, generator: torch.Generator, slices: int | None = None,
+               patch: int | None = None) -> torch.Tensor:
+        """A batch of random crops, drawn only with ``generator`` (so a run can resume exactly).
+
+        ``slices`` and ``patch`` ask for smaller crops than configured (never larger than the
+        volumes allow).
+        """
+        slices = self.slices if slices is None else min(slices, self.slices)
+        patch = self.patch if patch is None else min(patch, self.patch)
         crops = []
         for _ in range(self.batch_size):
             index = int(torch.randint(len(self.volumes), (1,), generator=generator))
             volume = self.volumes[index]
-            z = self._window_start(volume.shape[0], self.slices, volume.shape[0], generator)
-            y = self._window_start(volume.shape[1], self.patch, self.central, generator)
-            x = self._window_start(volume.shape[2], self.patch, self.central, generator)
-            crops.append(volume[z:z + self.slices, y:y + self.patch, x:x + self.patch])
+            z = self._window_start(volume.shape[0], slices, volume.shape[0], generator)
+            y = self._window_start(volume.shape[1], patch, self.central, generator)
+            x = self._window_start(volume.shape[2], patch, self.central, generator)
+            crops.append(volume[z:z + slices, y:y + patch, x:x + patch])
         return torch.stack(crops)

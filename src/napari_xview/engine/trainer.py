@@ -271,7 +271,7 @@ class Trainer:
         if self.inplane is not None:
             terms["int_p"] = self._inplane_term()
         if stage == 2:
-            terms.update(self._cross_view_terms(crops))
+            terms.update(self._cross_view_terms(self._cross_view_crops(crops)))
         total = total_objective(
             {k: v for k, v in terms.items() if k.startswith("int_")},
             {k: v for k, v in terms.items() if k.startswith("cmd_")},
@@ -333,6 +333,13 @@ class Trainer:
         return internal_loss(restored.float(), target, wavelet=self.config.wavelet,
                              levels=self.config.wavelet_levels,
                              use_wavelet=self.config.use_wavelet)
+
+    def _cross_view_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """The step's crops, or smaller ones when ``stage2_crop_slices/patch_size`` are set."""
+        slices, patch = self.config.stage2_crop_slices, self.config.stage2_patch_size
+        if slices is None and patch is None:
+            return crops
+        return self.sampler.sample(self.generator, slices, patch).to(self.device)
 
     def _cross_view_terms(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Incremental cross-view mutual distillation (section 3.2.2).
