@@ -31,6 +31,22 @@ def test_error_message_keeps_the_engine_message_and_names_unexpected_errors():
     assert error_message(KeyError("w")) == "KeyError: 'w'"
 
 
+def test_smoothed_losses_follow_the_trend_of_long_noisy_runs():
+    from napari_xview._napari.loss_plot import smoothed
+
+    short = np.array([0.5, 0.4, 0.3])
+    assert smoothed(short) is short  # a short run is drawn as it is
+    steps = np.arange(1, 2001)
+    trend = 1.0 / steps
+    noisy = trend * np.exp(np.random.default_rng(0).normal(0.0, 0.5, steps.size))
+    smooth = smoothed(noisy)
+    assert smooth.shape == noisy.shape and (smooth > 0).all()
+    late = slice(1000, None)  # past the start-up of the moving average
+    error_smooth = np.abs(np.log(smooth[late] / trend[late])).mean()
+    error_noisy = np.abs(np.log(noisy[late] / trend[late])).mean()
+    assert error_smooth < 0.4 * error_noisy
+
+
 # --------------------------------------------------------------------------------------
 # In a viewer
 # --------------------------------------------------------------------------------------
@@ -294,6 +310,8 @@ def test_the_loss_plot_redraws_at_a_bounded_rate(qtbot):
     assert set(history) == {"total", "int_a"}  # zero cannot be shown on a log axis
     assert len(history["total"][0]) == 300
     assert plot.axes.get_yscale() == "log"
-    assert len(plot.axes.get_lines()) == 2
+    legend_lines = [line for line in plot.axes.get_lines()
+                    if not line.get_label().startswith("_")]
+    assert len(legend_lines) == 2  # one per key: the trend; the raw values behind, unlabelled
     plot.clear()
     assert plot.history() == {} and not plot.axes.get_lines()

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
+from scipy.signal import lfilter
 
 #: Legend label of each loss key the engine reports, in the paper's notation (section 3.2):
 #: internal learning (8)-(10), cross-view mutual distillation (11)-(12), memory constraints.
@@ -115,8 +116,12 @@ class LossPlot(QWidget):
         self.axes.clear()
         self._style_axes()
         for key in sorted(self._steps, key=_legend_order):
-            self.axes.plot(self._steps[key], self._values[key], label=LOSS_LABELS.get(key, key),
-                           linewidth=1.6 if key == "total" else 1.0)
+            steps, values = self._steps[key], np.asarray(self._values[key])
+            smooth = smoothed(values)
+            line, = self.axes.plot(steps, smooth, label=LOSS_LABELS.get(key, key),
+                                   linewidth=1.6 if key == "total" else 1.0)
+            if smooth is not values:  # the raw values stay visible behind their trend
+                self.axes.plot(steps, values, color=line.get_color(), linewidth=0.6, alpha=0.25)
         for step, name in self._stage_starts:
             self.axes.axvline(step, color=self._foreground, linestyle="--", linewidth=0.8,
                               alpha=0.6)
@@ -146,6 +151,30 @@ class LossPlot(QWidget):
         self.axes.tick_params(colors=self._foreground, labelsize=7)
         for spine in self.axes.spines.values():
             spine.set_color(self._foreground)
+
+
+def smoothed(values: np.ndarray, points_per_window: int = 40, max_span: int = 50) -> np.ndarray:
+    """Trend of positive loss values: an exponential moving average of their logarithm.
+
+    Averaging logarithms (a running geometric mean) suits the log axis. The span grows with
+    the number of values (one fortieth of them, at most ``max_span`` steps), so a short run is
+    drawn as it is and a long, noisy one as its trend. Returns ``values`` itself when there is
+    nothing to smooth.
+
+    >>> smoothed(np.array([1.0, 2.0]))  # too few values to smooth
+    array([1., 2.])
+    >>> noisy = 0.1 * np.exp(np.random.default_rng(0).normal(0.0, 1.0, 2000))
+    >>> bool(np.std(np.log(smoothed(noisy))) < 0.3 * np.std(np.log(noisy)))
+    True
+    """
+    span = min(max_span, len(values) // points_per_window)
+    if span < 2:
+        return values
+    weight = 2.0 / (span + 1.0)
+    logs = np.log(values)
+    # trend[i] = trend[i-1] + weight * (logs[i] - trend[i-1]), starting at trend[0] = logs[0]
+    trend, _ = lfilter([weight], [1.0, weight - 1.0], logs, zi=[(1.0 - weight) * logs[0]])
+    return np.exp(trend)
 
 
 def _legend_order(key: str) -> int:
