@@ -15,8 +15,8 @@ voxel under the mouse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.components import ViewerModel
@@ -64,10 +64,12 @@ def plane_order(ndim: int, plane: str) -> tuple[int, ...]:
     raise ValueError(f"plane must be one of {tuple(PLANES)}, got {plane!r}")
 
 
-def _unwrap(obj):
-    """The object behind napari's ``PublicOnlyProxy`` (plugin widgets receive the viewer
-    wrapped in one, and every attribute access returns a new proxy): identity comparisons and
-    dictionary keys need the object itself."""
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's ``PublicOnlyProxy``, if ``obj`` is one.
+
+    Plugin widgets receive the viewer wrapped in a proxy, and each attribute access returns a
+    new proxy, so identity comparisons and dictionary keys need the object itself.
+    """
     return getattr(obj, "__wrapped__", obj)
 
 
@@ -84,7 +86,7 @@ class _LayerMirror:
     bound methods weakly), so a closed dock leaves no callback behind on the viewer's layers.
     """
 
-    def __init__(self, layer: Layer, on_geometry) -> None:
+    def __init__(self, layer: Layer, on_geometry: Callable[[], None]) -> None:
         self.layer = layer
         self.copies = (mirror_layer(layer), mirror_layer(layer))
         self._on_geometry = on_geometry
@@ -102,6 +104,7 @@ class _LayerMirror:
             self._on_geometry()
 
     def disconnect(self) -> None:
+        """Stop following the layer (it left the viewer)."""
         for name in self._names:
             getattr(self.layer.events, name).disconnect(self.sync)
 
