@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from napari_xview import __version__
-from napari_xview.config import MODEL_PRESETS, ModelConfig, TrainConfig
+from napari_xview.config import MODEL_PRESETS, ModelConfig, TrainConfig, train_config_for
 
 #: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError)
@@ -39,28 +39,36 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--factor", "-r", type=int, required=True, help="slices per input gap, r")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite",
-                        help="network sizes: lite (CPU-friendly) or paper (section 3.1)")
+                        help="network sizes and training settings: lite (CPU-friendly) or "
+                             "paper (sections 3.1 and 4.1)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training budget in optimisation steps")
     budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--recipe", choices=("paper", "inplane"), default=defaults.recipe,
+    parser.add_argument("--recipe", choices=("paper", "inplane"),
                         help="paper: section 3.2 as written; inplane: PInt also learns from "
-                             "in-plane pairs at the true scale")
+                             "in-plane pairs at the true scale (default: the preset's)")
     parser.add_argument("--train-degradation", choices=("direct", "blur-noise"),
                         help="degradation model of internal learning (default: direct, or the "
                              "evaluation's --degradation)")
-    parser.add_argument("--gamma", type=float, default=defaults.gamma,
-                        help="share of voxels in the cross-view losses, eqs (11)-(12)")
-    parser.add_argument("--n-incremental", type=int, default=defaults.n_incremental,
-                        help="N, incremental interpolation rounds")
-    parser.add_argument("--stage1-fraction", type=float, default=defaults.stage1_fraction,
-                        help="share of the budget for stage 1 (internal learning only)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--gamma", type=float, help="share of voxels in the cross-view losses, "
+                                                    f"eqs (11)-(12) (default {defaults.gamma})")
+    parser.add_argument("--n-incremental", type=int,
+                        help="N, incremental interpolation rounds "
+                             f"(default {defaults.n_incremental})")
+    parser.add_argument("--stage1-fraction", type=float,
+                        help="share of the budget for stage 1, internal learning only "
+                             f"(default {defaults.stage1_fraction})")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
+    parser.add_argument("--pint-lines", type=int,
+                        help="coronal/sagittal images per crop for PInt (0: all; default: the "
+                             "preset's)")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--checkpoint-every", type=int,
+                        help=f"steps between checkpoints (default {defaults.checkpoint_every})")
     ablation = parser.add_argument_group("ablations (Table 3 of the paper)")
     ablation.add_argument("--no-cross-view", action="store_true",
                           help="stage 1 only: without L_c^cmd and L_s^cmd")
@@ -124,14 +132,22 @@ def model_config_from(args: argparse.Namespace) -> ModelConfig:
 
 
 def train_config_from(args: argparse.Namespace, degradation: str = "direct") -> TrainConfig:
-    return TrainConfig(
-        steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-        recipe=args.recipe, degradation=args.train_degradation or degradation,
-        gamma=args.gamma, n_incremental=args.n_incremental,
-        stage1_fraction=args.stage1_fraction, batch_size=args.batch_size,
-        num_threads=args.threads, amp=not args.no_amp, checkpoint_every=args.checkpoint_every,
-        cross_view=not args.no_cross_view, use_cmd_coronal=not args.no_cmd_coronal,
-        use_cmd_sagittal=not args.no_cmd_sagittal, use_wavelet=not args.no_wavelet)
+    """The preset's training settings, with what the command line gave on top."""
+    given = dict(
+        steps=args.steps, minutes=args.minutes, recipe=args.recipe, gamma=args.gamma,
+        n_incremental=args.n_incremental, stage1_fraction=args.stage1_fraction, lr=args.lr,
+        batch_size=args.batch_size, num_threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+    )
+    switches = dict(amp=args.no_amp, cross_view=args.no_cross_view,
+                    use_cmd_coronal=args.no_cmd_coronal, use_cmd_sagittal=args.no_cmd_sagittal,
+                    use_wavelet=args.no_wavelet)
+    overrides = {key: value for key, value in given.items() if value is not None}
+    overrides.update({key: False for key, off in switches.items() if off})
+    if args.pint_lines is not None:  # 0 asks for every image, which TrainConfig calls None
+        overrides["pint_lines"] = args.pint_lines or None
+    return train_config_for(args.preset, seed=args.seed, device=args.device,
+                            degradation=args.train_degradation or degradation, **overrides)
 
 
 def load_inputs(paths: Sequence[str] | None, sample: bool):
