@@ -106,12 +106,14 @@ class ModelConfig:
         return cls(**values)
 
 
-#: Named network sizes. "paper" follows section 3.1 and HAN [20]; "lite" is sized so one
-#: training step of both networks on a batch of four 15 x 128 x 128 crops takes about a
-#: second on two CPU cores (see docs/models.md for the measurement).
+#: Named network sizes. "paper" follows section 3.1 and HAN [20], with outputs as the paper
+#: describes them (no residual over linear interpolation); "lite" is sized so that a stage-1
+#: training step on a batch of four 15 x 128 x 128 crops takes well under a second on two CPU
+#: cores when PInt sees 32 images per crop (docs/models.md has the measurements).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(sint_channels=192, sint_blocks=12, space_to_depth=8, memory_items=10,
-                  pint_channels=64, pint_groups=10, pint_blocks=20, reduction=16),
+                  pint_channels=64, pint_groups=10, pint_blocks=20, reduction=16,
+                  residual_to_linear=False),
     "lite": dict(sint_channels=64, sint_blocks=2, space_to_depth=8, memory_items=10,
                  pint_channels=16, pint_groups=2, pint_blocks=2, reduction=4),
 }
