@@ -52,3 +52,15 @@ def tiny_model_config():
     return ModelConfig(factor=2, preset="custom", sint_channels=8, sint_blocks=1,
                        memory_items=4, pint_channels=8, pint_groups=1, pint_blocks=1,
                        reduction=4)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny tensors: on shared cores, waking a second thread
+    costs more than the work. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

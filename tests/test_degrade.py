@@ -18,14 +18,7 @@ from napari_xview.degrade import (
     slice_profile,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors on shared cores: waking a second thread costs more than the work.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _volume(slices: int = 13, size: int = 6, seed: int = 0) -> np.ndarray:

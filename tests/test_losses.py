@@ -18,14 +18,7 @@ from napari_xview.losses import (
     wavedec2,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors on shared cores: waking a second thread costs more than the work.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(*shape: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:

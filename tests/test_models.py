@@ -29,13 +29,7 @@ from napari_xview.models.memory import memory_losses, memory_update
 HEIGHT, WIDTH, ROWS = 37, 45, 7  # odd on purpose: nothing divides by 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors on shared cores: waking a second thread costs more than the work.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(factor: int = 2, **overrides) -> ModelConfig:
