@@ -82,22 +82,31 @@ def _pint_images(pint: PixelInterpNet, images: torch.Tensor,
     return torch.cat(pieces, dim=0)
 
 
+#: Axis orders taking a (B, L, H, W) volume to stacks of view images (B, lines, L, columns),
+#: and back: coronal images are one per row y (L x W), sagittal images one per column x (L x H).
+_TO_IMAGES = {"coronal": (0, 2, 1, 3), "sagittal": (0, 3, 1, 2)}
+_FROM_IMAGES = {"coronal": (0, 2, 1, 3), "sagittal": (0, 2, 3, 1)}
+
+
+def pixelwise_upsample(pint: PixelInterpNet, volume: torch.Tensor, view: str,
+                       image_batch: int | None = None) -> torch.Tensor:
+    """PInt_c(V) or PInt_s(V): super-resolve every image of ``view`` along z."""
+    stacks = volume.permute(*_TO_IMAGES[view])
+    batch, lines, n_slices, columns = stacks.shape
+    upsampled = _pint_images(pint, stacks.reshape(batch * lines, n_slices, columns), image_batch)
+    return upsampled.reshape(batch, lines, -1, columns).permute(*_FROM_IMAGES[view])
+
+
 def coronal_upsample(pint: PixelInterpNet, volume: torch.Tensor,
                      image_batch: int | None = None) -> torch.Tensor:
     """PInt_c(V): super-resolve every coronal image (one per y, L rows by W columns) along z."""
-    batch, n_slices, height, width = volume.shape
-    images = volume.permute(0, 2, 1, 3).reshape(batch * height, n_slices, width)
-    upsampled = _pint_images(pint, images, image_batch)
-    return upsampled.reshape(batch, height, -1, width).permute(0, 2, 1, 3)
+    return pixelwise_upsample(pint, volume, "coronal", image_batch)
 
 
 def sagittal_upsample(pint: PixelInterpNet, volume: torch.Tensor,
                       image_batch: int | None = None) -> torch.Tensor:
     """PInt_s(V): super-resolve every sagittal image (one per x, L rows by H columns) along z."""
-    batch, n_slices, height, width = volume.shape
-    images = volume.permute(0, 3, 1, 2).reshape(batch * width, n_slices, height)
-    upsampled = _pint_images(pint, images, image_batch)
-    return upsampled.reshape(batch, width, -1, height).permute(0, 2, 3, 1)
+    return pixelwise_upsample(pint, volume, "sagittal", image_batch)
 
 
 def as_view_images(volume: torch.Tensor, view: str) -> torch.Tensor:
