@@ -175,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     viewer.dims.order = (1, 0, 2)
     viewer.canvas.grid.enabled = True
     viewer.reset_view()
-    viewer.camera.zoom *= 1.6
-    viewer.text_overlay.text = (f"coronal plane · left: input ({phantom.scale[0]:g} mm slices)"
-                                f" · right: fused result ({fused.scale[0]:g} mm)")
-    viewer.text_overlay.font_size = 12
-    viewer.text_overlay.visible = True
+    viewer.scene.camera.zoom *= 1.6
+    caption = viewer.canvas.overlays["text"]
+    caption.text = (f"coronal plane · left: input ({phantom.scale[0]:g} mm slices)"
+                    f" · right: fused result ({fused.scale[0]:g} mm)")
+    caption.font_size = 12
+    caption.visible = True
     shoot(viewer, args.out / "coronal-comparison.png")
     viewer.close()
     return 0
