@@ -255,6 +255,21 @@ def test_an_engine_error_in_the_worker_becomes_a_notification(make_napari_viewer
 
 
 @pytest.mark.gui
+def test_the_widget_goes_idle_when_the_synthesis_after_training_is_refused(
+        viewer, qtbot, tiny_model_config, notifications):
+    widget = make_small(dock_widget(viewer), tiny_model_config)
+    worker = widget.start_training()
+    with qtbot.waitSignal(worker.paused, timeout=TRAINING_TIMEOUT_MS):
+        widget.toggle_pause()
+    viewer.layers.remove("phantom")  # the input goes away while training runs
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.toggle_pause()
+    assert widget.model is not None  # training finished on the volume it was given
+    assert "No image layer" in notifications[-1]
+    assert not widget.is_busy and len(viewer.layers) == 0
+
+
+@pytest.mark.gui
 def test_a_saved_model_densifies_another_volume_saved_as_nifti(viewer, qtbot, tmp_path,
                                                                 tiny_model_config,
                                                                 notifications):

@@ -554,6 +554,7 @@ class XViewWidget(QWidget):
         except ValueError as error:
             self._fail(f"Invalid settings: {error}")
             return None
+        self.factor.setValue(model_config.factor)  # an override brings its own factor
         resume_from = self._resume_checkpoint(layer.name, model_config)
         if resume_from is None:
             self.loss_plot.clear()
@@ -670,8 +671,8 @@ class XViewWidget(QWidget):
                            and self.last_error is None)
         self._finished_normally = False
         self._finish_worker(chained=synthesize_next)
-        if synthesize_next:
-            self.synthesize()
+        if synthesize_next and self.synthesize() is None:
+            self.idle.emit()  # refused (a notification says why): nothing runs any more
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self) -> Any:
