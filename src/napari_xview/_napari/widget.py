@@ -42,7 +42,14 @@ from superqt import QCollapsible
 
 from napari_xview._napari.layers import RESULT_KINDS, add_result_layers, volume_from_layer
 from napari_xview._napari.loss_plot import LossPlot
-from napari_xview.config import MODEL_PRESETS, SUPPORTED_FACTORS, ModelConfig, TrainConfig
+from napari_xview.config import (
+    MODEL_PRESETS,
+    SUPPORTED_FACTORS,
+    TRAIN_PRESETS,
+    ModelConfig,
+    TrainConfig,
+    train_config_for,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -307,7 +314,8 @@ class XViewWidget(QWidget):
         self.pint_lines = QSpinBox()
         self.pint_lines.setRange(0, 4096)
         self.pint_lines.setSpecialValueText("all")  # 0 stands for None: every image
-        self.pint_lines.setValue(defaults.pint_lines or 0)
+        self.pint_lines.setValue(TRAIN_PRESETS[self.preset.currentText()].get("pint_lines") or 0)
+        self.preset.currentTextChanged.connect(self._on_preset_changed)
         self.pint_lines.setToolTip("Coronal and sagittal images per crop that PInt learns from "
                                    "in a step: all (the paper), or a random subset (faster, "
                                    "less memory)")
@@ -479,6 +487,10 @@ class XViewWidget(QWidget):
             return self.viewer.layers[name]
         return None
 
+    def _on_preset_changed(self, preset: str) -> None:
+        """Show the chosen preset's own number of PInt images per crop."""
+        self.pint_lines.setValue(TRAIN_PRESETS[preset].get("pint_lines") or 0)
+
     def spacing(self) -> tuple[float, float, float]:
         """Spacing (dz, dy, dx) in mm as set in the widget.
 
@@ -504,7 +516,9 @@ class XViewWidget(QWidget):
         """The :class:`TrainConfig` the controls describe (raises ValueError if invalid)."""
         budget = ({"steps": self.budget_steps.value()} if self.budget_unit.currentText() == "steps"
                   else {"minutes": self.budget_minutes.value()})
-        return TrainConfig(
+        # the preset's training settings (learning rate, stage-2 crops) under the controls'
+        return train_config_for(
+            self.preset.currentText(),
             **budget,
             gamma=self.gamma.value(),
             n_incremental=self.n_incremental.value(),
