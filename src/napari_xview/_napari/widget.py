@@ -314,7 +314,7 @@ class XViewWidget(QWidget):
         self.pint_lines = QSpinBox()
         self.pint_lines.setRange(0, 4096)
         self.pint_lines.setSpecialValueText("all")  # 0 stands for None: every image
-        self.pint_lines.setValue(TRAIN_PRESETS[self.preset.currentText()].get("pint_lines") or 0)
+        self._on_preset_changed(self.preset.currentText())
         self.preset.currentTextChanged.connect(self._on_preset_changed)
         self.pint_lines.setToolTip("Coronal and sagittal images per crop that PInt learns from "
                                    "in a step: all (the paper), or a random subset (faster, "
@@ -488,8 +488,9 @@ class XViewWidget(QWidget):
         return None
 
     def _on_preset_changed(self, preset: str) -> None:
-        """Show the chosen preset's own number of PInt images per crop."""
+        """Show the chosen preset's own recipe and number of PInt images per crop."""
         self.pint_lines.setValue(TRAIN_PRESETS[preset].get("pint_lines") or 0)
+        self.recipe.setCurrentText(TRAIN_PRESETS[preset].get("recipe", TrainConfig().recipe))
 
     def spacing(self) -> tuple[float, float, float]:
         """Spacing (dz, dy, dx) in mm as set in the widget.
