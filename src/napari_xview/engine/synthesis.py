@@ -121,7 +121,8 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
 
 def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device: str = "auto",
                views: bool = True, keep_input_slices: bool = False, amp: bool = True,
-               progress: Progress | None = None) -> SynthesisResult:
+               progress: Progress | None = None,
+               num_threads: int | None = None) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
@@ -142,6 +143,9 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         bfloat16 autocast on CUDA.
     progress : callable, optional
         Called with (fraction in [0, 1], message) as the work advances.
+    num_threads : int, optional
+        CPU threads for torch; by default the process's current setting is left alone (a
+        caller that trains with one thread keeps one).
 
     Returns
     -------
@@ -153,7 +157,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if volume.shape[0] < 2:
         raise ValueError("synthesis needs at least two slices")
     started = time.perf_counter()
-    configure_cpu_threads(None)
+    if num_threads is not None:
+        configure_cpu_threads(num_threads)
     torch_device = resolve_device(device)
     model.to(torch_device).eval()
     window, factor = model.config.window, model.factor
