@@ -284,3 +284,18 @@ def test_smaller_stage2_crops_and_pint_line_subsets(phantom):
     assert len(rows) == len(cols) == 5 and rows.unique().numel() == 5
     steps = [e for e in trainer.run() if isinstance(e, Step)]
     assert {"cmd_c", "cmd_s", "int_c", "int_s"} <= set(steps[-1].losses)
+
+
+def test_a_diverging_run_stops_with_a_clear_message(phantom, monkeypatch):
+    from napari_xview.engine import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "internal_loss",
+                        lambda *args, **kwargs: torch.tensor(float("nan")))
+    with pytest.raises(FloatingPointError, match=r"diverged at step 1.*lower the learning rate"):
+        list(Trainer(phantom, tiny_config(), tiny_train(steps=2)).run())
+
+
+def test_gradient_clipping_runs(phantom):
+    steps = [e for e in Trainer(phantom, tiny_config(), tiny_train(steps=2, grad_clip=0.5)).run()
+             if isinstance(e, Step)]
+    assert len(steps) == 2

@@ -18,7 +18,8 @@ from napari_xview import __version__
 from napari_xview.config import MODEL_PRESETS, ModelConfig, TrainConfig, train_config_for
 
 #: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError)
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError,
+               FloatingPointError)
 
 
 #: File endings that make a folder a set of volumes rather than a DICOM series.

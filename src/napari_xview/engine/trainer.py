@@ -277,8 +277,15 @@ class Trainer:
             {k: v for k, v in terms.items() if k.startswith("cmd_")},
             {k: v for k, v in terms.items() if k in ("com", "sep")},
             weight_cmd=self.config.weight_cmd, weight_memory=self.config.weight_memory)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"training diverged at step {self.step + 1} (the loss is {float(total)}): "
+                f"lower the learning rate (now {self.optimizer.param_groups[0]['lr']:g}) or "
+                f"resume from an earlier checkpoint")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(total.detach())
