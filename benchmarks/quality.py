@@ -97,8 +97,9 @@ def main() -> None:
                 next_point += args.curve_every
         elif isinstance(event, Finished):
             finished = event
-    curve.append({"minutes": finished.elapsed_s / 60, "step": finished.step,
-                  "psnr_fused": fused_psnr(thick, truth, finished.model, window)})
+    if not curve or curve[-1]["step"] != finished.step:
+        curve.append({"minutes": finished.elapsed_s / 60, "step": finished.step,
+                      "psnr_fused": fused_psnr(thick, truth, finished.model, window)})
     out = {
         "curve": curve,
         "curve_region": "central 256 x 256 of every slice",
