@@ -113,3 +113,12 @@ def test_resume_from_a_file_that_is_not_a_checkpoint_is_refused(scan, tmp_path, 
         cli.main(["train", str(path), "--factor", "2", "--steps", "6", "--resume", str(path),
                   "-o", str(model)])
     assert "napari-xview: error:" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_for_the_user(scan, tmp_path, capsys):
+    path, _ = scan  # 24 x 24 pixels are too few for in-plane pairs at r = 4: a fallback warning
+    assert cli.main(["train", str(path), "--factor", "4", *FAST, "-o",
+                     str(tmp_path / "m.pt")]) == 0
+    err = capsys.readouterr().err
+    assert "napari-xview: warning: in-plane pixels are too coarse" in err
+    assert "UserWarning" not in err

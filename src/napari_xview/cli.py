@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -315,6 +316,11 @@ COMMANDS = {"train": command_train, "synthesize": command_synthesize, "run": com
             "evaluate": command_evaluate}
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for the user, without the source line that raised them."""
+    sys.stderr.write(f"napari-xview: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-xview`` command."""
     parser = build_parser()
@@ -323,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             isinstance(args.input, list):
         args.input = args.input[0]
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return COMMANDS[args.command](args)
     except USER_ERRORS as error:
         parser.exit(2, f"napari-xview: error: {error}\n")
     except KeyboardInterrupt:
