@@ -122,3 +122,17 @@ def test_warnings_are_one_line_for_the_user(scan, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "napari-xview: warning: in-plane pixels are too coarse" in err
     assert "UserWarning" not in err
+
+
+def test_outputs_get_ordinary_file_permissions(scan, tmp_path):
+    import os
+    import stat
+
+    path, _ = scan
+    model, out = tmp_path / "m.pt", tmp_path / "fine.nii.gz"
+    cli.main(["run", str(path), "--factor", "2", *FAST, "-o", str(out), "--save-model",
+              str(model)])
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (model, out):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask

@@ -857,6 +857,27 @@ def _optional_import(module: str, package: str, extra: str, fmt: str) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+def default_file_mode() -> int:
+    """``0o666`` less the process umask, read without changing it.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only; a finished output must
+    get the permissions any new file would. ``os.umask`` can only be read by setting it, which
+    races with other threads (the napari worker writes checkpoints), so Linux's
+    ``/proc/self/status`` is read instead, with the common 022 umask as the fallback.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
+def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file normal permissions and rename it onto ``path``."""
+    os.chmod(temporary, default_file_mode())
+    os.replace(temporary, path)
+
+
 def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``volume`` to NIfTI, TIFF (ImageJ spacing metadata) or NRRD, atomically.
 
@@ -903,7 +924,7 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     os.close(descriptor)
     try:
         writer(volume, Path(temporary))
-        os.replace(temporary, path)
+        publish(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)

@@ -18,6 +18,7 @@ from torch import nn
 from napari_xview import __version__
 from napari_xview.config import ModelConfig
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
+from napari_xview.volume import publish
 
 #: Identifies our checkpoints; bumped when the layout of the file changes incompatibly.
 CHECKPOINT_FORMAT = "napari-xview-checkpoint"
@@ -114,7 +115,7 @@ def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
+        publish(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
