@@ -299,3 +299,11 @@ def test_gradient_clipping_runs(phantom):
     steps = [e for e in Trainer(phantom, tiny_config(), tiny_train(steps=2, grad_clip=0.5)).run()
              if isinstance(e, Step)]
     assert len(steps) == 2
+
+
+def test_keep_input_slices_puts_the_measured_slices_back(phantom):
+    volume = phantom.with_array(phantom.array[:5, :20, :20])
+    result = synthesize(volume, XViewModel.create(tiny_config(2)), device="cpu", views=False,
+                        keep_input_slices=True)
+    np.testing.assert_allclose(result.fused.array[::2], np.clip(volume.array, -1024, 3072),
+                               atol=0.05)

@@ -21,7 +21,7 @@ from napari_xview.engine.device import autocast_for, configure_cpu_threads, reso
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
-from napari_xview.volume import Volume, from_unit, to_unit
+from napari_xview.volume import Volume, to_unit
 
 #: Most input voxels handed to a network at once (about 64 MiB of float32 input).
 CHUNK_VOXELS = 1 << 24
@@ -119,6 +119,24 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     return output
 
 
+def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray, factor: int,
+                    with_spread: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Equation (7) and the disagreement map, a slab of z at a time (bounded temporaries).
+
+    Slabs start at multiples of r, so each slab's own z % r matches the whole volume's.
+    """
+    fused = np.empty_like(axial)
+    spread = np.empty_like(axial) if with_spread else None
+    plane = axial.shape[1] * axial.shape[2]
+    slab = factor * max(1, CHUNK_VOXELS // (plane * factor))
+    for start, stop in _chunks(axial.shape[0], slab):
+        part = slice(start, stop)
+        fused[part] = fuse_views(axial[part], coronal[part], sagittal[part], factor)
+        if with_spread:
+            spread[part] = disagreement(axial[part], coronal[part], sagittal[part])
+    return fused, spread
+
+
 def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device: str = "auto",
                views: bool = True, keep_input_slices: bool = False, amp: bool = True,
                progress: Progress | None = None,
@@ -174,25 +192,27 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
                                         reporter(1, "coronal (PInt-C)"))
         sagittal = _synthesize_pixelwise(model, unit, "sagittal", torch_device, amp,
                                          reporter(2, "sagittal (PInt-S)"))
-    fused = fuse_views(axial, coronal, sagittal, factor, keep_input_slices=keep_input_slices,
-                       input_slices=unit if keep_input_slices else None)
+    fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
+    if keep_input_slices:
+        fused[::factor] = unit
     spacing, affine = volume.resampled_z_grid(factor)
+    low, high = window
 
-    def as_volume(unit_array: np.ndarray) -> Volume:
-        # the networks' outputs may overshoot the window slightly; values outside it cannot
-        # have been learnt (inputs are clipped to it), so they are clipped back
-        hounsfield = from_unit(np.clip(unit_array, 0.0, 1.0, out=unit_array), window)
-        return Volume(hounsfield.astype(np.float32, copy=False), spacing, affine)
+    def as_volume(unit_array: np.ndarray, offset: float = low) -> Volume:
+        # in place, to keep memory at the output arrays: the networks' outputs may overshoot
+        # the window slightly; values outside it cannot have been learnt (inputs are clipped
+        # to it), so they are clipped back before the mapping to HU
+        if offset == low:
+            np.clip(unit_array, 0.0, 1.0, out=unit_array)
+        unit_array *= np.float32(high - low)
+        unit_array += np.float32(offset)
+        return Volume(unit_array, spacing, affine)
 
-    spread = None
-    if views:
-        spread = Volume(disagreement(axial, coronal, sagittal) * np.float32(window[1] - window[0]),
-                        spacing, affine)
     return SynthesisResult(
         fused=as_volume(fused),
         axial=as_volume(axial) if views else None,
         coronal=as_volume(coronal) if views else None,
         sagittal=as_volume(sagittal) if views else None,
-        disagreement=spread,
+        disagreement=as_volume(spread, offset=0.0) if views else None,
         seconds=time.perf_counter() - started,
     )
