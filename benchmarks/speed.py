@@ -57,14 +57,14 @@ def case_interp(args) -> dict:
 
 
 def case_train(args) -> dict:
-    from napari_xview.config import ModelConfig, TrainConfig
+    from napari_xview.config import ModelConfig, train_config_for
     from napari_xview.engine import Trainer
     from napari_xview.sample import make_phantom
 
     volume = make_phantom(shape=(40, 256, 256), spacing=(10.0, 0.7, 0.7))
     extra = json.loads(args.train_json) if args.train_json else {}
-    config = TrainConfig(steps=1000, device=args.device, num_threads=args.threads,
-                         checkpoint_every=0, **extra)
+    config = train_config_for(args.preset, steps=1000, device=args.device,
+                              num_threads=args.threads, checkpoint_every=0, **extra)
     trainer = Trainer(volume, ModelConfig.from_preset(args.preset, args.factor), config)
     seconds = {}
     for stage in (1, 2):
