@@ -23,8 +23,9 @@ from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
 from napari_xview.volume import Volume, to_unit
 
-#: Most input voxels handed to a network at once (about 64 MiB of float32 input).
-CHUNK_VOXELS = 1 << 24
+#: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
+#: are r x 16 to 64 channels times larger, kept for its layer attention: this bounds them.
+CHUNK_VOXELS = 1 << 22
 #: PInt tiles along z: input rows per tile, and rows of context on each side.
 Z_TILE_ROWS, Z_TILE_HALO = 64, 8
 
