@@ -139,8 +139,8 @@ def evaluate_command(args) -> int:
     from napari_xview.cli import load_inputs, model_config_from, run_training, train_config_from
     from napari_xview.engine import Trainer, save_model
 
-    (truth_volume,) = load_inputs([args.input] if args.input else None, False) \
-        if not args.sample else (_sample_ground_truth(args.factor),)
+    truth_volume = (_sample_ground_truth(args.factor) if args.sample
+                    else load_inputs([args.input], sample=False)[0])
     model_config = model_config_from(args)
     train_config = train_config_from(args, degradation=args.degradation)
 
