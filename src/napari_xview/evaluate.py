@@ -33,7 +33,6 @@ VIEW_ROWS = {
     "SInt-A+PInt-S": ("axial", "sagittal"),
 }
 FUSED_ROW = "Fused, eq. (7)"
-METRIC_KEYS = ("psnr", "ssim_a", "ssim_c", "ssim_s")
 
 
 @dataclass

@@ -15,7 +15,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -322,11 +321,8 @@ class Trainer:
                 ("int_a", "axial", restored_a, target),
                 ("int_c", "coronal", restored_c, target[:, :, rows]),
                 ("int_s", "sagittal", restored_s, target[..., cols])):
-            terms[key] = internal_loss(as_view_images(restored.float(), view),
-                                       as_view_images(reference, view),
-                                       wavelet=self.config.wavelet,
-                                       levels=self.config.wavelet_levels,
-                                       use_wavelet=self.config.use_wavelet)
+            terms[key] = self._internal_loss(as_view_images(restored.float(), view),
+                                             as_view_images(reference, view))
         if self.model_config.use_memory:
             terms["com"], terms["sep"] = memory.compactness.float(), memory.separateness.float()
         return terms
@@ -337,7 +333,11 @@ class Trainer:
         degraded, target = degraded.to(self.device), target.to(self.device)
         with autocast_for(self.device, self.config.amp):
             restored = self.model.pint(degraded)
-        return internal_loss(restored.float(), target, wavelet=self.config.wavelet,
+        return self._internal_loss(restored.float(), target)
+
+    def _internal_loss(self, restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Equations (8)-(10) on images of one view, with the configured wavelet settings."""
+        return internal_loss(restored, target, wavelet=self.config.wavelet,
                              levels=self.config.wavelet_levels,
                              use_wavelet=self.config.use_wavelet)
 
@@ -388,10 +388,3 @@ def train(volumes: Volume | Sequence[Volume], model_config: ModelConfig | None =
     """
     return Trainer(volumes, model_config, train_config, **kwargs).run()
 
-
-def with_budget(config: TrainConfig, *, steps: int | None = None,
-                minutes: float | None = None) -> TrainConfig:
-    """A copy of ``config`` whose budget is ``steps`` or ``minutes`` (the other cleared)."""
-    if steps is None and minutes is None:
-        return config
-    return replace(config, steps=steps, minutes=minutes)
