@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import ModelConfig, train_config_for
+from napari_xview.config import DEFAULT_PRESET, RECIPES, ModelConfig, train_config_for
 from napari_xview.engine import Finished, Step, Trainer, synthesize
 from napari_xview.evaluate import score, simulate_thick_slices
 from napari_xview.metrics import psnr, synthesized_mask
@@ -47,10 +47,10 @@ def main() -> None:
     parser.add_argument("ground_truth")
     parser.add_argument("--factor", type=int, required=True)
     parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
-    parser.add_argument("--recipe", choices=("paper", "inplane"), default="paper")
+    parser.add_argument("--recipe", choices=RECIPES, help="(default: the preset's)")
     parser.add_argument("--final-table", action=argparse.BooleanOptionalAction, default=True,
                         help="score the whole volume at the end (the full table)")
-    parser.add_argument("--preset", default="lite")
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--curve-every", type=float, default=2.5,
                         help="minutes of training between points of the PSNR curve (0: none)")
@@ -65,7 +65,9 @@ def main() -> None:
     truth_volume = load_volume(args.ground_truth)
     model_config = ModelConfig.from_preset(args.preset, args.factor)
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
-    train_config = train_config_for(args.preset, minutes=args.minutes, recipe=args.recipe,
+    if args.recipe is not None:
+        extra["recipe"] = args.recipe
+    train_config = train_config_for(args.preset, minutes=args.minutes,
                                     degradation=args.degradation, num_threads=args.threads,
                                     seed=args.seed, checkpoint_every=0, **extra)
     window = model_config.window

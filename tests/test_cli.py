@@ -23,6 +23,7 @@ FAST = ["--steps", "4", "--batch-size", "1", "--checkpoint-every", "0"]
 def tiny_lite_preset(monkeypatch):
     """The command line's presets, shrunk so that the tests take seconds."""
     monkeypatch.setitem(MODEL_PRESETS, "lite", TINY)
+    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY, views="pixelwise"))
 
 
 @pytest.fixture
@@ -31,21 +32,29 @@ def scan(tmp_path):
     return save_volume(volume, tmp_path / "scan.nii.gz"), volume
 
 
-def test_train_then_synthesize_writes_volumes_on_the_finer_grid(scan, tmp_path, capsys):
+@pytest.mark.parametrize(("preset", "views"), [
+    ("pixelwise", ("coronal", "sagittal", "disagreement")),  # the default: PInt alone
+    ("lite", ("axial", "coronal", "sagittal", "disagreement")),
+])
+def test_train_then_synthesize_writes_volumes_on_the_finer_grid(scan, tmp_path, capsys, preset,
+                                                                 views):
     path, volume = scan
     model = tmp_path / "model.pt"
-    assert cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)]) == 0
+    assert cli.main(["train", str(path), "--factor", "2", "--preset", preset, *FAST,
+                     "-o", str(model)]) == 0
     assert load_model(model).factor == 2
     out = tmp_path / "out" / "fine.nii.gz"
-    views = tmp_path / "views"
+    views_dir = tmp_path / "views"
     assert cli.main(["synthesize", str(path), "--model", str(model), "-o", str(out),
-                     "--views", str(views)]) == 0
+                     "--views", str(views_dir)]) == 0
     fine = load_volume(out)
     assert fine.shape == (13, 24, 24)
     assert fine.spacing == pytest.approx((2.5, 1.0, 1.0))
     np.testing.assert_allclose(fine.origin, volume.origin, atol=1e-5)
-    for name in ("axial", "coronal", "sagittal", "disagreement"):
-        assert load_volume(views / f"{name}.nii.gz").shape == (13, 24, 24)
+    written = sorted(p.name for p in views_dir.iterdir())
+    assert written == sorted(f"{name}.nii.gz" for name in views)
+    for name in views:
+        assert load_volume(views_dir / f"{name}.nii.gz").shape == (13, 24, 24)
     assert "synthesize" in capsys.readouterr().err
 
 

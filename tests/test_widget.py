@@ -118,7 +118,7 @@ def test_the_plugins_menu_adds_the_widget_on_the_open_volume(viewer):
     assert isinstance(widget, XViewWidget)
     assert widget.input_layer.currentText() == "phantom"
     assert widget.spacing() == (4.0, 1.0, 1.0)
-    assert widget.preset.currentText() == "lite" and widget.device.currentText() == "auto"
+    assert widget.preset.currentText() == "pixelwise" and widget.device.currentText() == "auto"
     assert not widget.stop_button.isEnabled() and not widget.synthesize_button.isEnabled()
 
 

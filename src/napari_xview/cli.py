@@ -16,7 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from napari_xview import __version__
-from napari_xview.config import MODEL_PRESETS, ModelConfig, TrainConfig, train_config_for
+from napari_xview.config import (
+    DEFAULT_PRESET,
+    MODEL_PRESETS,
+    RECIPES,
+    VIEW_SETS,
+    ModelConfig,
+    TrainConfig,
+    train_config_for,
+)
 
 #: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError,
@@ -40,7 +48,7 @@ def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--factor", "-r", type=int, required=True, help="slices per input gap, r")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="lite",
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=DEFAULT_PRESET,
                         help="network sizes and training settings: lite (CPU-friendly) or "
                              "paper (sections 3.1 and 4.1)")
     budget = parser.add_mutually_exclusive_group()
@@ -48,9 +56,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--recipe", choices=("paper", "inplane"),
+    parser.add_argument("--recipe", choices=RECIPES,
                         help="paper: section 3.2 as written; inplane: PInt also learns from "
-                             "in-plane pairs at the true scale (default: the preset's)")
+                             "in-plane pairs at the true scale; inplane-only: PInt learns from "
+                             "them alone (default: the preset's)")
+    parser.add_argument("--model-views", choices=VIEW_SETS,
+                        help="all: SInt-A and PInt fused by eq. (7), as the paper; pixelwise: "
+                             "PInt alone, mean of its coronal and sagittal results (default: "
+                             "the preset's)")
     parser.add_argument("--train-degradation", choices=("direct", "blur-noise"),
                         help="degradation model of internal learning (default: direct, or the "
                              "evaluation's --degradation)")
@@ -129,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- helpers
 def model_config_from(args: argparse.Namespace) -> ModelConfig:
-    return ModelConfig.from_preset(args.preset, args.factor,
-                                   **({"use_memory": False} if args.no_memory else {}))
+    overrides = {"use_memory": False} if args.no_memory else {}
+    if args.model_views is not None:
+        overrides["views"] = args.model_views
+    return ModelConfig.from_preset(args.preset, args.factor, **overrides)
 
 
 def train_config_from(args: argparse.Namespace, degradation: str = "direct") -> TrainConfig:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import DEFAULT_PRESET, ModelConfig, TrainConfig
 from napari_xview.degrade import degrade_z
 from napari_xview.metrics import evaluate_volume
 from napari_xview.volume import Volume, from_unit, to_unit
@@ -33,6 +33,8 @@ VIEW_ROWS = {
     "SInt-A+PInt-S": ("axial", "sagittal"),
 }
 FUSED_ROW = "Fused, eq. (7)"
+#: The result of a model without SInt-A (``views="pixelwise"``): the mean of PInt-C and PInt-S.
+PIXELWISE_FUSED_ROW = "Fused, (PInt-C + PInt-S) / 2"
 
 
 @dataclass
@@ -49,8 +51,14 @@ class EvaluationReport:
         """The classical interpolation with the highest PSNR on synthesised slices."""
         return max(BASELINES, key=lambda name: self.rows[name]["psnr"])
 
-    def gain_db(self, row: str = FUSED_ROW) -> float:
-        """PSNR of ``row`` minus that of the best classical baseline (synthesised slices)."""
+    @property
+    def fused_row(self) -> str:
+        """The row of the model's result: eq. (7), or the pixel-wise mean without SInt-A."""
+        return FUSED_ROW if FUSED_ROW in self.rows else PIXELWISE_FUSED_ROW
+
+    def gain_db(self, row: str | None = None) -> float:
+        """PSNR of ``row`` (the result by default) minus the best classical baseline's."""
+        row = self.fused_row if row is None else row
         return self.rows[row]["psnr"] - self.rows[self.best_baseline()]["psnr"]
 
     def to_json(self) -> str:
@@ -115,7 +123,7 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
     """
     from napari_xview.engine import Finished, Trainer
 
-    model_config = model_config or ModelConfig.from_preset("lite", 4)
+    model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
     train_config = train_config or TrainConfig()
     factor, window = model_config.factor, model_config.window
     thick, truth = simulate_thick_slices(
@@ -176,12 +184,14 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
         rows[method] = evaluate_volume(interpolate_z(thick.array, factor, method), truth.array,
                                        factor, window=window)
     seconds["classical interpolation + scoring"] = time.perf_counter() - started
-    views = {"axial": result.axial.array, "coronal": result.coronal.array,
-             "sagittal": result.sagittal.array}
+    views = {name: getattr(result, name).array for name in ("axial", "coronal", "sagittal")
+             if getattr(result, name) is not None}
     for name, members in VIEW_ROWS.items():
-        combined = np.mean([views[view] for view in members], axis=0)
-        rows[name] = evaluate_volume(combined, truth.array, factor, window=window)
-    rows[FUSED_ROW] = evaluate_volume(result.fused.array, truth.array, factor, window=window)
+        if all(view in views for view in members):
+            combined = np.mean([views[view] for view in members], axis=0)
+            rows[name] = evaluate_volume(combined, truth.array, factor, window=window)
+    fused_row = FUSED_ROW if model.has_axial else PIXELWISE_FUSED_ROW
+    rows[fused_row] = evaluate_volume(result.fused.array, truth.array, factor, window=window)
     settings = {"model": model.config.to_dict(), "train": train_config.to_dict(),
                 "input_shape": list(thick.shape), "truth_shape": list(truth.shape),
                 "steps": steps}

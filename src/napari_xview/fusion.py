@@ -22,15 +22,19 @@ def _is_tensor(value: Any) -> bool:
 
 
 def _check_views(axial: Any, coronal: Any, sagittal: Any) -> bool:
-    """Check that the three views match in kind and shape; return whether they are tensors."""
-    kinds = {_is_tensor(view) for view in (axial, coronal, sagittal)}
+    """Check that the views match in kind and shape; return whether they are tensors.
+
+    ``axial`` may be None (a model without SInt-A, ``views="pixelwise"``).
+    """
+    present = [view for view in (axial, coronal, sagittal) if view is not None]
+    kinds = {_is_tensor(view) for view in present}
     if len(kinds) != 1:
         raise ValueError("pass the three views all as numpy arrays or all as torch tensors")
-    shapes = {tuple(view.shape) for view in (axial, coronal, sagittal)}
+    shapes = {tuple(view.shape) for view in present}
     if len(shapes) != 1:
-        raise ValueError(f"the three views must have one shape, got {sorted(shapes)}")
-    if axial.ndim < 3:
-        raise ValueError(f"expected (z, y, x) volumes, got shape {tuple(axial.shape)}")
+        raise ValueError(f"the views must have one shape, got {sorted(shapes)}")
+    if coronal.ndim < 3:
+        raise ValueError(f"expected (z, y, x) volumes, got shape {tuple(coronal.shape)}")
     return kinds.pop()
 
 
@@ -58,11 +62,13 @@ def fuse_views(
     ``O = (O_c + O_s) / 2`` at the input slice positions (0-based ``z % r == 0``) and
     ``O = (O_a + O_c + O_s) / 3`` elsewhere. At the input positions SInt-A only copies its
     input slice, so it carries no synthesised information there and the paper leaves it out.
+    Without an axial view (a PInt-only model) ``O = (O_c + O_s) / 2`` everywhere.
 
     Parameters
     ----------
     axial, coronal, sagittal : numpy.ndarray or torch.Tensor
-        O_a, O_c, O_s of identical shape (..., z, y, x) on the output grid.
+        O_a, O_c, O_s of identical shape (..., z, y, x) on the output grid; ``axial`` may be
+        None.
     factor : int
         Upsampling factor r.
     keep_input_slices : bool
@@ -79,6 +85,11 @@ def fuse_views(
         The fused volume, of the views' kind, shape and dtype (differentiable for tensors).
     """
     tensors = _check_views(axial, coronal, sagittal)
+    if axial is None:
+        fused = (coronal + sagittal) / 2
+        if keep_input_slices:
+            fused = _put_input_slices(fused, input_slices, factor, tensors)
+        return fused
     n_slices = axial.shape[_Z_AXIS]
     at_input = input_positions(n_slices, factor)[:, None, None]
     if tensors:
@@ -126,7 +137,8 @@ def disagreement(axial: Any, coronal: Any, sagittal: Any) -> Any:
     Parameters
     ----------
     axial, coronal, sagittal : numpy.ndarray or torch.Tensor
-        The three views' results, identical shape.
+        The three views' results, identical shape. ``axial`` may be None: the spread of the
+        two pixel-wise views is then ``|O_c - O_s| / 2``.
 
     Returns
     -------
@@ -134,7 +146,8 @@ def disagreement(axial: Any, coronal: Any, sagittal: Any) -> Any:
         Non-negative array of the views' shape.
     """
     tensors = _check_views(axial, coronal, sagittal)
+    views = tuple(view for view in (axial, coronal, sagittal) if view is not None)
     if tensors:
         torch = sys.modules["torch"]
-        return torch.stack((axial, coronal, sagittal)).std(dim=0, correction=0)
-    return np.std(np.stack((axial, coronal, sagittal)), axis=0)
+        return torch.stack(views).std(dim=0, correction=0)
+    return np.std(np.stack(views), axis=0)

@@ -43,7 +43,9 @@ from superqt import QCollapsible
 from napari_xview._napari.layers import RESULT_KINDS, add_result_layers, volume_from_layer
 from napari_xview._napari.loss_plot import LossPlot
 from napari_xview.config import (
+    DEFAULT_PRESET,
     MODEL_PRESETS,
+    RECIPES,
     SUPPORTED_FACTORS,
     TRAIN_PRESETS,
     ModelConfig,
@@ -157,7 +159,8 @@ class XViewWidget(QWidget):
     factor : QSpinBox
         Upsampling factor r along z.
     preset : QComboBox
-        Network sizes: "lite" or "paper" (section 3.1).
+        Networks and their training: "pixelwise" (PInt alone, the default), "lite" (both
+        networks, small) or "paper" (sections 3.1 and 4.1).
     budget_unit : QComboBox
         "steps" or "minutes"; ``budget_steps`` / ``budget_minutes`` hold the amount.
     device : QComboBox
@@ -257,9 +260,10 @@ class XViewWidget(QWidget):
         self.factor.setToolTip("r: r - 1 slices are synthesised between two input slices")
         self.preset = QComboBox()
         self.preset.addItems(list(MODEL_PRESETS))
-        self.preset.setCurrentText("lite")
-        self.preset.setToolTip('"lite": fast on a CPU; "paper": the sizes of section 3.1 '
-                               "(needs a GPU)")
+        self.preset.setCurrentText(DEFAULT_PRESET)
+        self.preset.setToolTip('"pixelwise": PInt alone, learnt from in-plane detail (best on '
+                               'a CPU); "lite": SInt-A and PInt with cross-view distillation, '
+                               'small; "paper": sections 3.1 and 4.1 (needs a GPU)')
         self.model_label = QLabel("no model yet")
         self.model_label.setWordWrap(True)
 
@@ -296,9 +300,9 @@ class XViewWidget(QWidget):
         self.degradation.setToolTip("How the scan is thinned once more along z for internal "
                                     "learning: keep one slice in r, or blur, subsample, add noise")
         self.recipe = QComboBox()
-        self.recipe.addItems(["paper", "inplane"])
+        self.recipe.addItems(list(RECIPES))
         self.recipe.setToolTip('"paper": section 3.2 as written; "inplane": PInt also learns '
-                               "from in-plane pairs")
+                               'from in-plane pairs; "inplane-only": from those alone')
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(defaults.seed)

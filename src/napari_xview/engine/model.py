@@ -31,25 +31,38 @@ class CheckpointError(ValueError):
 
 @dataclass
 class XViewModel:
-    """SInt-A and the shared PInt network (section 3.1), bound to one :class:`ModelConfig`."""
+    """SInt-A and the shared PInt network (section 3.1), bound to one :class:`ModelConfig`.
+
+    ``sint`` is None for a model with ``views="pixelwise"`` (PInt alone).
+    """
 
     config: ModelConfig
-    sint: SliceInterpNet
+    sint: SliceInterpNet | None
     pint: PixelInterpNet
 
     @classmethod
     def create(cls, config: ModelConfig) -> XViewModel:
         """Freshly initialised networks (seed torch beforehand for reproducibility)."""
         sint, pint = build_models(config)
-        return cls(config, sint, pint)
+        return cls(config, sint if config.views == "all" else None, pint)
+
+    @property
+    def has_axial(self) -> bool:
+        """Whether the model has SInt-A (an axial view, cross-view distillation)."""
+        return self.sint is not None
 
     @property
     def factor(self) -> int:
         """The upsampling factor r the networks were built for."""
         return self.config.factor
 
-    def modules(self) -> tuple[nn.Module, nn.Module]:
-        return self.sint, self.pint
+    def named_modules(self) -> list[tuple[str, nn.Module]]:
+        """("sint", SInt-A) when present, then ("pint", PInt)."""
+        return [(name, module) for name, module in (("sint", self.sint), ("pint", self.pint))
+                if module is not None]
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        return tuple(module for _, module in self.named_modules())
 
     def parameters(self):
         """All trainable parameters of both networks (one optimiser serves both)."""
@@ -71,12 +84,14 @@ class XViewModel:
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
         """Weights and buffers (the memory bank included), moved to the CPU."""
         return {name: {k: v.detach().cpu() for k, v in module.state_dict().items()}
-                for name, module in (("sint", self.sint), ("pint", self.pint))}
+                for name, module in self.named_modules()}
 
     def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         try:
-            self.sint.load_state_dict(state["sint"])
-            self.pint.load_state_dict(state["pint"])
+            if set(state) != {name for name, _ in self.named_modules()}:
+                raise KeyError(f"networks {sorted(state)}")
+            for name, module in self.named_modules():
+                module.load_state_dict(state[name])
         except (KeyError, RuntimeError) as error:
             raise CheckpointError(
                 f"the weights in this checkpoint do not fit a {self.config.preset!r} model for "

@@ -126,15 +126,16 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
 
     Slabs start at multiples of r, so each slab's own z % r matches the whole volume's.
     """
-    fused = np.empty_like(axial)
-    spread = np.empty_like(axial) if with_spread else None
-    plane = axial.shape[1] * axial.shape[2]
+    fused = np.empty_like(coronal)
+    spread = np.empty_like(coronal) if with_spread else None
+    plane = coronal.shape[1] * coronal.shape[2]
     slab = factor * max(1, CHUNK_VOXELS // (plane * factor))
-    for start, stop in _chunks(axial.shape[0], slab):
+    for start, stop in _chunks(coronal.shape[0], slab):
         part = slice(start, stop)
-        fused[part] = fuse_views(axial[part], coronal[part], sagittal[part], factor)
+        axial_part = None if axial is None else axial[part]
+        fused[part] = fuse_views(axial_part, coronal[part], sagittal[part], factor)
         if with_spread:
-            spread[part] = disagreement(axial[part], coronal[part], sagittal[part])
+            spread[part] = disagreement(axial_part, coronal[part], sagittal[part])
     return fused, spread
 
 
@@ -183,16 +184,19 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     window, factor = model.config.window, model.factor
     unit = to_unit(volume.array, window)
 
+    parts = 3 if model.has_axial else 2
+
     def reporter(offset: float, message: str) -> Callable[[float], None]:
-        return lambda fraction: progress(min(1.0, (offset + fraction) / 3.0), message) \
+        return lambda fraction: progress(min(1.0, (offset + fraction) / parts), message) \
             if progress else None
 
     with torch.inference_mode():
-        axial = _synthesize_axial(model, unit, torch_device, amp, reporter(0, "axial (SInt-A)"))
+        axial = (_synthesize_axial(model, unit, torch_device, amp,
+                                   reporter(0, "axial (SInt-A)")) if model.has_axial else None)
         coronal = _synthesize_pixelwise(model, unit, "coronal", torch_device, amp,
-                                        reporter(1, "coronal (PInt-C)"))
+                                        reporter(parts - 2, "coronal (PInt-C)"))
         sagittal = _synthesize_pixelwise(model, unit, "sagittal", torch_device, amp,
-                                         reporter(2, "sagittal (PInt-S)"))
+                                         reporter(parts - 1, "sagittal (PInt-S)"))
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
     if keep_input_slices:
         fused[::factor] = unit
@@ -211,7 +215,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
 
     return SynthesisResult(
         fused=as_volume(fused),
-        axial=as_volume(axial) if views else None,
+        axial=as_volume(axial) if views and axial is not None else None,
         coronal=as_volume(coronal) if views else None,
         sagittal=as_volume(sagittal) if views else None,
         disagreement=as_volume(spread, offset=0.0) if views else None,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import DEFAULT_PRESET, ModelConfig, TrainConfig
 from napari_xview.degrade import degrade_z_torch
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.events import (
@@ -58,7 +58,7 @@ class Trainer:
     volumes : Volume or sequence of Volume
         The scans to learn from (Hounsfield units). They are never modified.
     model_config : ModelConfig, optional
-        Network sizes and factor r; the "lite" preset at r = 4 when omitted.
+        Network sizes and factor r; the default preset at r = 4 when omitted.
     train_config : TrainConfig, optional
         Budget, losses and schedule; the paper's defaults (section 4.1) when omitted.
     checkpoint_path : path-like, optional
@@ -79,7 +79,7 @@ class Trainer:
                  train_config: TrainConfig | None = None, *,
                  checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
         self.model_config = model_config or (model.config if model is not None
-                                             else ModelConfig.from_preset("lite", 4))
+                                             else ModelConfig.from_preset(DEFAULT_PRESET, 4))
         self.config = train_config or TrainConfig()
         if model is not None and model.config != self.model_config:
             raise ValueError("model and model_config describe different networks")
@@ -104,7 +104,7 @@ class Trainer:
 
     def _inplane_sampler(self, unit_volumes, spacings) -> InplanePairSampler | None:
         """In-plane pairs for PInt with the "inplane" recipe, where the pixels allow it."""
-        if self.config.recipe != "inplane":
+        if self.config.recipe == "paper":
             return None
         try:
             return InplanePairSampler(unit_volumes, spacings, self.config,
@@ -116,7 +116,7 @@ class Trainer:
     @property
     def recipe(self) -> str:
         """The recipe actually used ("inplane" may have fallen back to "paper")."""
-        return "inplane" if self.inplane is not None else "paper"
+        return self.config.recipe if self.inplane is not None else "paper"
 
     # ------------------------------------------------------------------ resuming
     @classmethod
@@ -188,8 +188,13 @@ class Trainer:
             return min(1.0, self.elapsed_s / (60.0 * self.config.minutes))
         return min(1.0, self.step / self.config.total_steps)
 
+    @property
+    def cross_view(self) -> bool:
+        """Whether stage 2 runs: asked for, and the model has SInt-A to distil with."""
+        return self.config.cross_view and self.model.has_axial
+
     def _stage1_done(self) -> bool:
-        if not self.config.cross_view:
+        if not self.cross_view:
             return self.fraction() >= 1.0
         if self.config.minutes is not None:
             return self.fraction() >= self.config.stage1_fraction
@@ -220,7 +225,7 @@ class Trainer:
         for stage in (1, 2):
             if stage == 1 and self._stage1_done():
                 continue
-            if stage == 2 and (not self.config.cross_view or self.fraction() >= 1.0):
+            if stage == 2 and (not self.cross_view or self.fraction() >= 1.0):
                 break
             yield StageStarted(stage, STAGE_NAMES[stage], self.step + 1,
                                self.config.total_steps, str(self.device))
@@ -261,12 +266,16 @@ class Trainer:
     def train_step(self, stage: int) -> dict[str, float]:
         """One optimisation step of ``stage`` (1 or 2); returns each loss term as a float."""
         self.model.train()
-        crops = self.sampler.sample(self.generator)  # (B, L, P, P) on the CPU, [0, 1]
-        low = degrade_z_torch(crops, self.model_config.factor, mode=self.config.degradation,
-                              blur_fwhm=self.config.blur_fwhm,
-                              noise_sigma=self.config.noise_sigma, generator=self.generator)
-        crops, low = crops.to(self.device), low.to(self.device)
-        terms = self._internal_terms(low, crops)
+        terms: dict[str, torch.Tensor] = {}
+        # PInt alone on in-plane pairs needs no crops of the scan itself
+        if self.model.has_axial or self.recipe != "inplane-only":
+            crops = self.sampler.sample(self.generator)  # (B, L, P, P) on the CPU, [0, 1]
+            low = degrade_z_torch(crops, self.model_config.factor,
+                                  mode=self.config.degradation, blur_fwhm=self.config.blur_fwhm,
+                                  noise_sigma=self.config.noise_sigma, generator=self.generator)
+            crops, low = crops.to(self.device), low.to(self.device)
+            terms = self._internal_terms(low, crops, axial=self.model.has_axial,
+                                         pixelwise=self.recipe != "inplane-only")
         if self.inplane is not None:
             terms["int_p"] = self._inplane_term()
         if stage == 2:
@@ -304,27 +313,34 @@ class Trainer:
         cols = torch.randperm(width, generator=self.generator)[:lines].sort().values
         return rows.to(self.device), cols.to(self.device)
 
-    def _internal_terms(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _internal_terms(self, low: torch.Tensor, target: torch.Tensor, *, pixelwise: bool = True,
+                        axial: bool = True) -> dict[str, torch.Tensor]:
         """Single-view internal learning, equations (8)-(10), plus the memory losses.
 
         ``low`` is the crop degraded once more by r; ``target`` the crop itself, of which the
-        slices beyond the restored grid are neglected, as the paper says.
+        slices beyond the restored grid are neglected, as the paper says. ``pixelwise`` and
+        ``axial`` select which of the terms are computed.
         """
         rows, cols = self._line_subsets(low.shape[2], low.shape[3])
-        with autocast_for(self.device, self.config.amp):
-            restored_a, memory = axial_upsample(self.model.sint, low)
-            restored_c = coronal_upsample(self.model.pint, low[:, :, rows])
-            restored_s = sagittal_upsample(self.model.pint, low[..., cols])
-        target = target[:, :restored_a.shape[1]]
+        target = target[:, :self.model_config.factor * (low.shape[1] - 1) + 1]
         terms = {}
-        for key, view, restored, reference in (
-                ("int_a", "axial", restored_a, target),
-                ("int_c", "coronal", restored_c, target[:, :, rows]),
-                ("int_s", "sagittal", restored_s, target[..., cols])):
-            terms[key] = self._internal_loss(as_view_images(restored.float(), view),
-                                             as_view_images(reference, view))
-        if self.model_config.use_memory:
-            terms["com"], terms["sep"] = memory.compactness.float(), memory.separateness.float()
+        if axial:
+            with autocast_for(self.device, self.config.amp):
+                restored_a, memory = axial_upsample(self.model.sint, low)
+            terms["int_a"] = self._internal_loss(as_view_images(restored_a.float(), "axial"),
+                                                 as_view_images(target, "axial"))
+            if self.model_config.use_memory:
+                terms["com"] = memory.compactness.float()
+                terms["sep"] = memory.separateness.float()
+        if pixelwise:
+            with autocast_for(self.device, self.config.amp):
+                restored_c = coronal_upsample(self.model.pint, low[:, :, rows])
+                restored_s = sagittal_upsample(self.model.pint, low[..., cols])
+            for key, view, restored, reference in (
+                    ("int_c", "coronal", restored_c, target[:, :, rows]),
+                    ("int_s", "sagittal", restored_s, target[..., cols])):
+                terms[key] = self._internal_loss(as_view_images(restored.float(), view),
+                                                 as_view_images(reference, view))
         return terms
 
     def _inplane_term(self) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""PInt alone (``views="pixelwise"``) and the "inplane-only" recipe: training, files, output."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.engine import (
+    CheckpointError,
+    StageStarted,
+    Step,
+    Trainer,
+    XViewModel,
+    load_model,
+    save_model,
+    synthesize,
+)
+from napari_xview.evaluate import FUSED_ROW, PIXELWISE_FUSED_ROW, score, simulate_thick_slices
+from napari_xview.fusion import disagreement, fuse_views
+from napari_xview.sample import make_phantom
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
+            pint_groups=1, pint_blocks=1, reduction=4)
+
+
+def tiny_config(views: str = "pixelwise", factor: int = 2) -> ModelConfig:
+    return ModelConfig(factor=factor, views=views, **TINY)
+
+
+def tiny_train(**changes) -> TrainConfig:
+    values = dict(steps=4, batch_size=2, crop_slices=5, patch_size=24, central_size=32,
+                  checkpoint_every=0, lr=1e-3, inplane_images=4)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    # 4 mm slices over 0.5 mm pixels: fine enough for in-plane pairs at r = 2
+    return make_phantom(shape=(9, 64, 64), spacing=(4.0, 0.5, 0.5))
+
+
+def losses_and_stages(trainer: Trainer) -> tuple[list[dict], list[int]]:
+    events = list(trainer.run())
+    return ([e.losses for e in events if isinstance(e, Step)],
+            [e.stage for e in events if isinstance(e, StageStarted)])
+
+
+def test_unknown_views_are_refused():
+    with pytest.raises(ValueError, match="views must be one of"):
+        tiny_config(views="axial")
+
+
+def test_a_pixelwise_model_has_no_slice_network():
+    model = XViewModel.create(tiny_config())
+    assert model.sint is None and not model.has_axial
+    assert set(model.state_dict()) == {"pint"}
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in model.pint.parameters())
+
+
+def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path):
+    model = XViewModel.create(tiny_config())
+    path = save_model(model, tmp_path / "pint.pt")
+    loaded = load_model(path)
+    assert loaded.config.views == "pixelwise" and loaded.sint is None
+    for name, value in model.pint.state_dict().items():
+        assert torch.equal(value, loaded.pint.state_dict()[name])
+    # weights of a two-network model do not fit a PInt-only one
+    full = XViewModel.create(tiny_config("all"))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        model.load_state_dict(full.state_dict())
+
+
+def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom):
+    trainer = Trainer(phantom, tiny_config(), tiny_train(recipe="inplane-only"))
+    assert trainer.recipe == "inplane-only" and not trainer.cross_view
+    losses, stages = losses_and_stages(trainer)
+    assert stages == [1]  # no SInt-A: no cross-view stage
+    assert len(losses) == 4
+    assert all(set(step) == {"int_p", "total"} for step in losses)
+
+
+def test_paper_recipe_with_a_pixelwise_model_uses_the_z_pairs(phantom):
+    losses, stages = losses_and_stages(Trainer(phantom, tiny_config(), tiny_train()))
+    assert stages == [1]
+    assert all(set(step) == {"int_c", "int_s", "total"} for step in losses)
+
+
+def test_inplane_only_with_both_networks_drops_pints_z_pairs(phantom):
+    losses, stages = losses_and_stages(
+        Trainer(phantom, tiny_config("all"), tiny_train(recipe="inplane-only")))
+    assert stages == [1, 2]
+    assert {"int_a", "int_p", "com", "sep"} <= set(losses[0])
+    assert not {"int_c", "int_s"} & set(losses[0])
+    assert {"cmd_c", "cmd_s"} <= set(losses[-1])
+
+
+def test_fusion_without_an_axial_view_is_the_mean_of_the_other_two():
+    rng = np.random.default_rng(0)
+    coronal, sagittal = rng.random((2, 5, 4, 4)).astype(np.float32)
+    assert np.allclose(fuse_views(None, coronal, sagittal, 2), (coronal + sagittal) / 2)
+    assert np.allclose(disagreement(None, coronal, sagittal), np.abs(coronal - sagittal) / 2)
+    kept = fuse_views(None, coronal, sagittal, 2, keep_input_slices=True,
+                      input_slices=np.zeros((3, 4, 4), np.float32))
+    assert np.all(kept[::2] == 0) and np.allclose(kept[1::2], ((coronal + sagittal) / 2)[1::2])
+    # tensors as well
+    fused = fuse_views(None, torch.from_numpy(coronal), torch.from_numpy(sagittal), 2)
+    assert torch.allclose(fused, torch.from_numpy((coronal + sagittal) / 2))
+
+
+def test_pixelwise_synthesis_and_its_evaluation_rows(phantom):
+    model = XViewModel.create(tiny_config()).eval()
+    result = synthesize(phantom, model, device="cpu")
+    assert result.axial is None
+    assert [name for name, _ in result.layers()] == ["fused", "coronal", "sagittal",
+                                                     "disagreement"]
+    low, high = model.config.window
+    coronal, sagittal = result.coronal.array, result.sagittal.array
+    inside = (np.minimum(coronal, sagittal) > low) & (np.maximum(coronal, sagittal) < high)
+    assert inside.mean() > 0.5  # each view is clipped to the window on its own
+    assert np.allclose(result.fused.array[inside], ((coronal + sagittal) / 2)[inside], atol=1e-2)
+    thick, truth = simulate_thick_slices(make_phantom(shape=(13, 32, 32),
+                                                      spacing=(2.0, 0.5, 0.5)), 2, "direct")
+    report = score(thick, truth, model, tiny_train(), "direct", training_seconds=0.0, steps=0)
+    assert report.fused_row == PIXELWISE_FUSED_ROW and FUSED_ROW not in report.rows
+    assert not any(name.startswith("SInt-A") for name in report.rows)
+    assert {"PInt-C", "PInt-S"} <= set(report.rows)
+    assert np.isfinite(report.gain_db())
+
+
+def test_model_config_from_preset_keeps_the_preset_name_when_only_views_change():
+    config = ModelConfig.from_preset("paper", 4, views="pixelwise")
+    assert config.preset == "paper" and config.views == "pixelwise"
+    assert dataclasses.replace(config, views="all") == ModelConfig.from_preset("paper", 4)
