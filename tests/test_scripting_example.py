@@ -14,7 +14,7 @@ SCRIPTING_DOC = Path(__file__).resolve().parents[1] / "docs" / "scripting.md"
 # The only edits made to the example, so that it takes seconds rather than an hour on two
 # CPU cores: (as written, in the test).
 EDITS = (
-    ("widget.budget_steps.setValue(300)", "widget.budget_steps.setValue(3)"),
+    ("widget.budget_steps.setValue(2000)", "widget.budget_steps.setValue(3)"),
     ("make_phantom()", "make_phantom(shape=(9, 48, 40))"),
 )
 

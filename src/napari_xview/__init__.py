@@ -5,7 +5,7 @@ resolved lazily on first attribute access.
 
 >>> import napari_xview as xv                                    # doctest: +SKIP
 >>> volume = xv.load_volume("scan.nii.gz")                       # doctest: +SKIP
->>> for event in xv.train(volume, xv.ModelConfig.from_preset("lite", 4)):  # doctest: +SKIP
+>>> for event in xv.train(volume, xv.ModelConfig.from_preset("pixelwise", 4)):  # doctest: +SKIP
 ...     print(event)
 """
 
@@ -24,6 +24,7 @@ _LAZY = {
     "make_phantom": "napari_xview.sample",
     "ModelConfig": "napari_xview.config",
     "TrainConfig": "napari_xview.config",
+    "train_config_for": "napari_xview.config",
     "train": "napari_xview.engine",
     "synthesize": "napari_xview.engine",
     "load_model": "napari_xview.engine",
@@ -34,12 +35,12 @@ _LAZY = {
 __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "__version__",
     "Volume", "load_volume", "save_volume", "make_phantom",
-    "ModelConfig", "TrainConfig",
+    "ModelConfig", "TrainConfig", "train_config_for",
     "train", "synthesize", "load_model", "save_model", "evaluate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_xview.config import ModelConfig, TrainConfig
+    from napari_xview.config import ModelConfig, TrainConfig, train_config_for
     from napari_xview.engine import load_model, save_model, synthesize, train
     from napari_xview.evaluate import evaluate
     from napari_xview.sample import make_phantom

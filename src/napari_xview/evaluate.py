@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import DEFAULT_PRESET, ModelConfig, TrainConfig
+from napari_xview.config import (
+    DEFAULT_PRESET,
+    TRAIN_PRESETS,
+    ModelConfig,
+    TrainConfig,
+    train_config_for,
+)
 from napari_xview.degrade import degrade_z
 from napari_xview.metrics import evaluate_volume
 from napari_xview.volume import Volume, from_unit, to_unit
@@ -124,7 +130,9 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
     from napari_xview.engine import Finished, Trainer
 
     model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
-    train_config = train_config or TrainConfig()
+    if train_config is None:
+        preset = model_config.preset
+        train_config = train_config_for(preset) if preset in TRAIN_PRESETS else TrainConfig()
     factor, window = model_config.factor, model_config.window
     thick, truth = simulate_thick_slices(
         ground_truth, factor, degradation, blur_fwhm=train_config.blur_fwhm,

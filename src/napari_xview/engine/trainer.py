@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-from napari_xview.config import DEFAULT_PRESET, ModelConfig, TrainConfig
+from napari_xview.config import (
+    DEFAULT_PRESET,
+    TRAIN_PRESETS,
+    ModelConfig,
+    TrainConfig,
+    train_config_for,
+)
 from napari_xview.degrade import degrade_z_torch
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.events import (
@@ -60,7 +66,8 @@ class Trainer:
     model_config : ModelConfig, optional
         Network sizes and factor r; the default preset at r = 4 when omitted.
     train_config : TrainConfig, optional
-        Budget, losses and schedule; the paper's defaults (section 4.1) when omitted.
+        Budget, losses and schedule; when omitted, the training settings of the model's preset
+        (``train_config_for(preset)``), or the paper's (section 4.1) for a custom model.
     checkpoint_path : path-like, optional
         Where resumable checkpoints are written (every ``checkpoint_every`` steps, on stop and
         at the end).
@@ -80,7 +87,9 @@ class Trainer:
                  checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
         self.model_config = model_config or (model.config if model is not None
                                              else ModelConfig.from_preset(DEFAULT_PRESET, 4))
-        self.config = train_config or TrainConfig()
+        preset = self.model_config.preset
+        self.config = train_config or (train_config_for(preset) if preset in TRAIN_PRESETS
+                                       else TrainConfig())
         if model is not None and model.config != self.model_config:
             raise ValueError("model and model_config describe different networks")
         configure_cpu_threads(self.config.num_threads)

@@ -1,0 +1,92 @@
+"""One training variant, scored view by view on the central region: the design sweeps.
+
+Trains a preset with ``--set``/``--mset`` overrides for a wall-clock budget on one thread,
+synthesises the central ``--region`` x ``--region`` columns of every slice and prints one
+``RESULT`` line: PSNR on the synthesised slices of linear and cubic interpolation, of each view
+the model has, of the fused result and of the mean of the two pixel-wise views. The design
+choices of docs/benchmarks.md ("How the defaults were chosen") were made with it on scans that
+are not the benchmark's, e.g.::
+
+    python benchmarks/sweep.py data/lung2_image.nrrd --factor 2 --minutes 6 --preset lite \\
+        --set recipe='"inplane-only"' --tag inplane-only
+    python benchmarks/sweep.py data/lung2_image.nrrd --factor 2 --minutes 6 --preset pixelwise \\
+        --set inplane_images=8 lr=1e-3 --tag pixelwise-8-1e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from napari_xview.baselines import interpolate_z
+from napari_xview.config import ModelConfig, train_config_for
+from napari_xview.engine import Finished, Trainer, synthesize
+from napari_xview.evaluate import simulate_thick_slices
+from napari_xview.metrics import psnr, synthesized_mask
+from napari_xview.volume import Volume, load_volume
+
+
+def central(volume: Volume, size: int) -> Volume:
+    top, left = (max(0, (n - size) // 2) for n in volume.shape[1:])
+    return volume.with_array(volume.array[:, top:top + size, left:left + size])
+
+
+def parse_overrides(items: list[str]) -> dict:
+    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ground_truth")
+    parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
+    parser.add_argument("--preset", default="lite")
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                        help="TrainConfig overrides")
+    parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=JSON",
+                        help="ModelConfig overrides")
+    parser.add_argument("--region", type=int, default=256)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    model_config = ModelConfig.from_preset(args.preset, args.factor, **parse_overrides(args.mset))
+    train_config = train_config_for(args.preset, minutes=args.minutes,
+                                    degradation=args.degradation, num_threads=1,
+                                    checkpoint_every=0, **parse_overrides(args.set))
+    window = model_config.window
+    thick, truth = simulate_thick_slices(load_volume(args.ground_truth), args.factor,
+                                         args.degradation, blur_fwhm=train_config.blur_fwhm,
+                                         noise_sigma=train_config.noise_sigma,
+                                         seed=train_config.seed + 1, window=window)
+    started = time.perf_counter()
+    trainer = Trainer(thick, model_config, train_config)
+    finished = next(e for e in trainer.run() if isinstance(e, Finished))
+    training_seconds = time.perf_counter() - started
+
+    thick_region, truth_region = central(thick, args.region), central(truth, args.region)
+    result = synthesize(thick_region, finished.model, device="cpu", views=True)
+    mask = synthesized_mask(truth.shape[0], args.factor)
+
+    def score(array: np.ndarray) -> float:
+        return psnr(array, truth_region.array, window=window, mask=mask)
+
+    scores = {m: score(interpolate_z(thick_region.array, args.factor, m))
+              for m in ("linear", "cubic")}
+    for name in ("axial", "coronal", "sagittal", "fused"):
+        if getattr(result, name) is not None:
+            scores[name] = score(getattr(result, name).array)
+    scores["mean_cs"] = score((result.coronal.array + result.sagittal.array) / 2)
+    gain = scores["fused"] - max(scores["linear"], scores["cubic"])
+    print(f"RESULT {args.tag} steps={finished.step} train={training_seconds:.0f}s "
+          f"recipe={trainer.recipe} " + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
+          + f" gain={gain:+.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
