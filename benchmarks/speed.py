@@ -67,7 +67,7 @@ def case_train(args) -> dict:
                               num_threads=args.threads, checkpoint_every=0, **extra)
     trainer = Trainer(volume, ModelConfig.from_preset(args.preset, args.factor), config)
     seconds = {}
-    for stage in (1, 2):
+    for stage in (1, 2) if trainer.cross_view else (1,):  # a PInt-only model has one stage
         trainer.train_step(stage)  # warm-up (allocations, cudnn autotuning)
         times = []
         for _ in range(args.repeats):

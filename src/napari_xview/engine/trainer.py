@@ -287,7 +287,7 @@ class Trainer:
                                          pixelwise=self.recipe != "inplane-only")
         if self.inplane is not None:
             terms["int_p"] = self._inplane_term()
-        if stage == 2:
+        if stage == 2 and self.cross_view:
             terms.update(self._cross_view_terms(self._cross_view_crops(crops)))
         total = total_objective(
             {k: v for k, v in terms.items() if k.startswith("int_")},
