@@ -63,7 +63,7 @@ def run_variant(args: argparse.Namespace, name: str) -> dict:
                    train_config, args.degradation, training_seconds=finished.elapsed_s,
                    steps=finished.step)
     return {"variant": name, "label": label, "steps": finished.step,
-            "minutes": finished.elapsed_s / 60, "best_baseline": report.best_baseline,
+            "minutes": finished.elapsed_s / 60, "best_baseline": report.best_baseline(),
             "gain_db": report.gain_db(), "rows": report.rows, "fused_row": report.fused_row,
             "region": f"central {args.region} x {args.region} of every slice",
             "train_config": train_config.to_dict(), "model_config": model_config.to_dict(),
