@@ -49,8 +49,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--factor", "-r", type=int, required=True, help="slices per input gap, r")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=DEFAULT_PRESET,
-                        help="network sizes and training settings: lite (CPU-friendly) or "
-                             "paper (sections 3.1 and 4.1)")
+                        help="networks and training settings: pixelwise (PInt alone, the "
+                             "best on a CPU), lite (both networks, CPU-sized) or paper "
+                             "(sections 3.1 and 4.1)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training budget in optimisation steps")
     budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")

@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Intensity window (HU) mapped to [0, 1] for the networks, as in the paper's code.
 #: Which networks a model has: "all" (SInt-A and PInt, the paper) or "pixelwise" (PInt alone).
 VIEW_SETS = ("all", "pixelwise")
 
@@ -19,6 +18,7 @@ VIEW_SETS = ("all", "pixelwise")
 #: pairs at the true scale), "inplane-only" (PInt learns only from them).
 RECIPES = ("paper", "inplane", "inplane-only")
 
+#: Intensity window (HU) mapped to [0, 1] for the networks, as in the paper's code.
 DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
 
 SUPPORTED_FACTORS = (2, 3, 4, 5, 6, 7, 8)
@@ -317,6 +317,12 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "lite": dict(_CPU_SCHEDULE, pint_lines=16, stage2_crop_slices=7, stage2_patch_size=64),
     "pixelwise": dict(_CPU_SCHEDULE, inplane_images=8, lr=1e-3),
 }
+
+
+def default_train_config(model_config: ModelConfig) -> TrainConfig:
+    """The training settings of the model's preset, or the paper's for a custom model."""
+    preset = model_config.preset
+    return train_config_for(preset) if preset in TRAIN_PRESETS else TrainConfig()
 
 
 def train_config_for(preset: str, **overrides: Any) -> TrainConfig:

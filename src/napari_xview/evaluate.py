@@ -21,10 +21,9 @@ import numpy as np
 from napari_xview.baselines import BASELINES, interpolate_z
 from napari_xview.config import (
     DEFAULT_PRESET,
-    TRAIN_PRESETS,
     ModelConfig,
     TrainConfig,
-    train_config_for,
+    default_train_config,
 )
 from napari_xview.degrade import degrade_z
 from napari_xview.metrics import evaluate_volume
@@ -130,9 +129,7 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
     from napari_xview.engine import Finished, Trainer
 
     model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
-    if train_config is None:
-        preset = model_config.preset
-        train_config = train_config_for(preset) if preset in TRAIN_PRESETS else TrainConfig()
+    train_config = train_config or default_train_config(model_config)
     factor, window = model_config.factor, model_config.window
     thick, truth = simulate_thick_slices(
         ground_truth, factor, degradation, blur_fwhm=train_config.blur_fwhm,

@@ -129,4 +129,3 @@ class InplanePairSampler:
                                       blur_fwhm=self.config.blur_fwhm,
                                       noise_sigma=self.config.noise_sigma, generator=generator)
         return degraded, target
-

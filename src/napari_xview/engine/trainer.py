@@ -22,10 +22,9 @@ import torch
 
 from napari_xview.config import (
     DEFAULT_PRESET,
-    TRAIN_PRESETS,
     ModelConfig,
     TrainConfig,
-    train_config_for,
+    default_train_config,
 )
 from napari_xview.degrade import degrade_z_torch
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
@@ -87,9 +86,7 @@ class Trainer:
                  checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
         self.model_config = model_config or (model.config if model is not None
                                              else ModelConfig.from_preset(DEFAULT_PRESET, 4))
-        preset = self.model_config.preset
-        self.config = train_config or (train_config_for(preset) if preset in TRAIN_PRESETS
-                                       else TrainConfig())
+        self.config = train_config or default_train_config(self.model_config)
         if model is not None and model.config != self.model_config:
             raise ValueError("model and model_config describe different networks")
         configure_cpu_threads(self.config.num_threads)
