@@ -20,11 +20,12 @@ import platform
 from pathlib import Path
 
 import torch
+from quality import central  # benchmarks/ is the script's directory
 
 from napari_xview.config import ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer
 from napari_xview.evaluate import score, simulate_thick_slices
-from napari_xview.volume import Volume, load_volume
+from napari_xview.volume import load_volume
 
 #: Table 3's rows: (label, TrainConfig overrides, ModelConfig overrides).
 VARIANTS: dict[str, tuple[str, dict, dict]] = {
@@ -36,12 +37,6 @@ VARIANTS: dict[str, tuple[str, dict, dict]] = {
     "no-wavelet": ("w/o WT", {"use_wavelet": False}, {}),
     "no-memory": ("w/o memory bank", {}, {"use_memory": False}),
 }
-
-
-def central(volume: Volume, size: int) -> Volume:
-    """The central ``size`` x ``size`` columns of every slice."""
-    top, left = (max(0, (n - size) // 2) for n in volume.shape[1:])
-    return volume.with_array(volume.array[:, top:top + size, left:left + size])
 
 
 def run_variant(args: argparse.Namespace, name: str) -> dict:

@@ -30,9 +30,17 @@ from napari_xview.volume import load_volume
 
 
 def central(volume, size: int = 256):
-    """The central ``size`` x ``size`` columns of every slice (the curve's cheaper region)."""
+    """The central ``size`` x ``size`` columns of every slice (the curve's cheaper region).
+
+    Shared by ablations.py and sweep.py, which score on the same region.
+    """
     top, left = (max(0, (n - size) // 2) for n in volume.shape[1:])
     return volume.with_array(volume.array[:, top:top + size, left:left + size])
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=JSON`` items (``--set``) as a dictionary of configuration overrides."""
+    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
 
 
 def fused_psnr(thick, truth, model, window) -> float:
@@ -64,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     truth_volume = load_volume(args.ground_truth)
     model_config = ModelConfig.from_preset(args.preset, args.factor)
-    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    extra = parse_overrides(args.set)
     if args.recipe is not None:
         extra["recipe"] = args.recipe
     train_config = train_config_for(args.preset, minutes=args.minutes,

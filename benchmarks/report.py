@@ -35,11 +35,13 @@ def speed_section(path: Path) -> str:
     for key, values in cases.items():
         if key.startswith("train"):
             for stage in (1, 2):
+                if f"stage{stage}_step_s" not in values:
+                    continue  # a PInt-only model has no stage 2
                 seconds = values[f"stage{stage}_step_s"]
                 lines.append(f"| {key} stage {stage} step | {seconds:.2f} s "
                              f"({1 / seconds:.2f} steps/s) | - | {values['peak_rss_mib']:.0f} |")
         elif key.startswith("synth"):
-            lines.append(f"| {key}: 512 x 512 x 36 at 4x, three views + fusion | "
+            lines.append(f"| {key}: 512 x 512 x 36 at 4x, all views + fusion | "
                          f"{values['synth_s']:.1f} s ({values['voxels_per_s'] / 1e6:.2f} M output "
                          f"voxels/s) | {values['synth_s'] / interp['cubic_s']:.0f}x | "
                          f"{values['peak_rss_mib']:.0f} |")

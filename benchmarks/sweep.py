@@ -16,27 +16,18 @@ are not the benchmark's, e.g.::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
+from quality import central, parse_overrides  # benchmarks/ is the script's directory
 
 from napari_xview.baselines import interpolate_z
 from napari_xview.config import ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.metrics import psnr, synthesized_mask
-from napari_xview.volume import Volume, load_volume
-
-
-def central(volume: Volume, size: int) -> Volume:
-    top, left = (max(0, (n - size) // 2) for n in volume.shape[1:])
-    return volume.with_array(volume.array[:, top:top + size, left:left + size])
-
-
-def parse_overrides(items: list[str]) -> dict:
-    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
+from napari_xview.volume import load_volume
 
 
 def main() -> None:
