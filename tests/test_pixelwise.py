@@ -25,12 +25,10 @@ from napari_xview.sample import make_phantom
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
-            pint_groups=1, pint_blocks=1, reduction=4)
-
-
-def tiny_config(views: str = "pixelwise", factor: int = 2) -> ModelConfig:
-    return ModelConfig(factor=factor, views=views, **TINY)
+@pytest.fixture
+def pint_only(tiny_model_config) -> ModelConfig:
+    """conftest's tiny networks (r = 2) without SInt-A."""
+    return dataclasses.replace(tiny_model_config, views="pixelwise")
 
 
 def tiny_train(**changes) -> TrainConfig:
@@ -52,34 +50,34 @@ def losses_and_stages(trainer: Trainer) -> tuple[list[dict], list[int]]:
             [e.stage for e in events if isinstance(e, StageStarted)])
 
 
-def test_unknown_views_are_refused():
+def test_unknown_views_are_refused(tiny_model_config):
     with pytest.raises(ValueError, match="views must be one of"):
-        tiny_config(views="axial")
+        dataclasses.replace(tiny_model_config, views="axial")
 
 
-def test_a_pixelwise_model_has_no_slice_network():
-    model = XViewModel.create(tiny_config())
+def test_a_pixelwise_model_has_no_slice_network(pint_only):
+    model = XViewModel.create(pint_only)
     assert model.sint is None and not model.has_axial
     assert set(model.state_dict()) == {"pint"}
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in model.pint.parameters())
 
 
-def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path):
-    model = XViewModel.create(tiny_config())
+def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path, pint_only, tiny_model_config):
+    model = XViewModel.create(pint_only)
     path = save_model(model, tmp_path / "pint.pt")
     loaded = load_model(path)
     assert loaded.config.views == "pixelwise" and loaded.sint is None
     for name, value in model.pint.state_dict().items():
         assert torch.equal(value, loaded.pint.state_dict()[name])
     # weights of a two-network model do not fit a PInt-only one
-    full = XViewModel.create(tiny_config("all"))
+    full = XViewModel.create(tiny_model_config)
     with pytest.raises(CheckpointError, match="do not fit"):
         model.load_state_dict(full.state_dict())
 
 
-def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom):
-    trainer = Trainer(phantom, tiny_config(), tiny_train(recipe="inplane-only"))
+def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom, pint_only):
+    trainer = Trainer(phantom, pint_only, tiny_train(recipe="inplane-only"))
     assert trainer.recipe == "inplane-only" and not trainer.cross_view
     losses, stages = losses_and_stages(trainer)
     assert stages == [1]  # no SInt-A: no cross-view stage
@@ -87,15 +85,15 @@ def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom):
     assert all(set(step) == {"int_p", "total"} for step in losses)
 
 
-def test_paper_recipe_with_a_pixelwise_model_uses_the_z_pairs(phantom):
-    losses, stages = losses_and_stages(Trainer(phantom, tiny_config(), tiny_train()))
+def test_paper_recipe_with_a_pixelwise_model_uses_the_z_pairs(phantom, pint_only):
+    losses, stages = losses_and_stages(Trainer(phantom, pint_only, tiny_train()))
     assert stages == [1]
     assert all(set(step) == {"int_c", "int_s", "total"} for step in losses)
 
 
-def test_inplane_only_with_both_networks_drops_pints_z_pairs(phantom):
+def test_inplane_only_with_both_networks_drops_pints_z_pairs(phantom, tiny_model_config):
     losses, stages = losses_and_stages(
-        Trainer(phantom, tiny_config("all"), tiny_train(recipe="inplane-only")))
+        Trainer(phantom, tiny_model_config, tiny_train(recipe="inplane-only")))
     assert stages == [1, 2]
     assert {"int_a", "int_p", "com", "sep"} <= set(losses[0])
     assert not {"int_c", "int_s"} & set(losses[0])
@@ -115,8 +113,8 @@ def test_fusion_without_an_axial_view_is_the_mean_of_the_other_two():
     assert torch.allclose(fused, torch.from_numpy((coronal + sagittal) / 2))
 
 
-def test_pixelwise_synthesis_and_its_evaluation_rows(phantom):
-    model = XViewModel.create(tiny_config()).eval()
+def test_pixelwise_synthesis_and_its_evaluation_rows(phantom, pint_only):
+    model = XViewModel.create(pint_only).eval()
     result = synthesize(phantom, model, device="cpu")
     assert result.axial is None
     assert [name for name, _ in result.layers()] == ["fused", "coronal", "sagittal",
