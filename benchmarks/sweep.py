@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=JSON",
                         help="ModelConfig overrides")
     parser.add_argument("--region", type=int, default=256)
+    parser.add_argument("--ensemble", type=int, nargs="*", default=[],
+                        help="also score the fused result of these self-ensemble passes (2, 4)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
@@ -73,6 +75,10 @@ def main() -> None:
         if getattr(result, name) is not None:
             scores[name] = score(getattr(result, name).array)
     scores["mean_cs"] = score((result.coronal.array + result.sagittal.array) / 2)
+    for passes in args.ensemble:
+        ensembled = synthesize(thick_region, finished.model, device="cpu", views=False,
+                               ensemble=passes)
+        scores[f"fused_x{passes}"] = score(ensembled.fused.array)
     gain = scores["fused"] - max(scores["linear"], scores["cubic"])
     print(f"RESULT {args.tag} steps={finished.step} train={training_seconds:.0f}s "
           f"recipe={trainer.recipe} " + " ".join(f"{k}={v:.2f}" for k, v in scores.items())

@@ -307,3 +307,48 @@ def test_keep_input_slices_puts_the_measured_slices_back(phantom):
                         keep_input_slices=True)
     np.testing.assert_allclose(result.fused.array[::2], np.clip(volume.array, -1024, 3072),
                                atol=0.05)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_self_ensemble_is_the_mean_of_flipped_passes(factor, phantom):
+    from napari_xview.engine.synthesis import ENSEMBLE_FLIPS, _synthesize_views
+
+    torch.manual_seed(0)
+    model = XViewModel.create(tiny_config(factor)).eval()
+    unit = np.random.default_rng(0).random((5, 12, 16), dtype=np.float32)
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        ensembled = _synthesize_views(model, unit, cpu, False, 4, None)
+        singles = []
+        for axes in ENSEMBLE_FLIPS:
+            flipped = np.ascontiguousarray(np.flip(unit, axes))
+            singles.append([np.flip(v, axes) for v in
+                            _synthesize_views(model, flipped, cpu, False, 1, None)])
+    for view, mean in enumerate(ensembled):
+        expected = np.mean([single[view] for single in singles], axis=0)
+        np.testing.assert_allclose(mean, expected, atol=1e-5)
+        # the flipped passes really differ from the plain one (else the test proves nothing)
+        assert np.abs(singles[1][view] - singles[0][view]).max() > 1e-4
+
+
+def test_self_ensemble_keeps_the_grid_and_rejects_other_pass_counts(phantom):
+    volume = phantom.with_array(phantom.array[:5, :16, :16])
+    model = XViewModel.create(tiny_config(2))
+    plain = synthesize(volume, model, device="cpu", views=False)
+    ensembled = synthesize(volume, model, device="cpu", views=False, ensemble=2)
+    assert ensembled.fused.shape == plain.fused.shape
+    assert ensembled.fused.spacing == plain.fused.spacing
+    with pytest.raises(ValueError, match="ensemble must be 1, 2 or 4"):
+        synthesize(volume, model, device="cpu", ensemble=3)
+
+
+def test_crops_reach_the_edges_of_the_slice_only_when_central_size_is_none():
+    from napari_xview.engine.sampling import CropSampler
+
+    volume = torch.zeros(7, 96, 96)
+    volume[:, :24, :24] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    central = CropSampler([volume], tiny_train(patch_size=16, central_size=32), 2)
+    whole = CropSampler([volume], tiny_train(patch_size=16, central_size=None), 2)
+    assert all(central.sample(generator).max() == 0 for _ in range(20))
+    assert any(whole.sample(generator).max() > 0 for _ in range(20))

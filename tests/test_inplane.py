@@ -96,3 +96,14 @@ def test_inplane_recipe_adds_its_loss_term():
     assert trainer.recipe == "inplane"
     steps = [e for e in trainer.run() if isinstance(e, Step)]
     assert steps[0].losses["int_p"] >= 0
+
+
+def test_pairs_come_from_the_whole_slice_when_central_size_is_none():
+    # bright only in a corner (a corner under transposition too): central columns never reach it
+    volume = torch.zeros(3, 128, 128)
+    volume[:, :16, :16] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    central = sampler(volume, 2, central_size=32)
+    whole = sampler(volume, 2, central_size=None)
+    assert all(central.sample(generator)[1].max() == 0 for _ in range(10))
+    assert any(whole.sample(generator)[1].max() > 0 for _ in range(10))

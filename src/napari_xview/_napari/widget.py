@@ -521,7 +521,9 @@ class XViewWidget(QWidget):
         """The :class:`TrainConfig` the controls describe (raises ValueError if invalid)."""
         budget = ({"steps": self.budget_steps.value()} if self.budget_unit.currentText() == "steps"
                   else {"minutes": self.budget_minutes.value()})
-        # the preset's training settings (learning rate, stage-2 crops) under the controls'
+        # the preset's training settings (learning rate, stage-2 crops, region) under the controls'
+        region = TRAIN_PRESETS[self.preset.currentText()].get("central_size",
+                                                              TrainConfig().central_size)
         return train_config_for(
             self.preset.currentText(),
             **budget,
@@ -536,7 +538,7 @@ class XViewWidget(QWidget):
             patch_size=self.patch_size.value(),
             pint_lines=self.pint_lines.value() or None,
             num_threads=self.cpu_threads.value() or None,
-            central_size=max(self.patch_size.value(), TrainConfig().central_size),
+            central_size=None if region is None else max(self.patch_size.value(), region),
             device=self.device.currentText(),
         )
 

@@ -110,10 +110,12 @@ class InplanePairSampler:
         return resampled
 
     def _crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``target_rows`` x ``columns`` from the centre region (as the z-crops are)."""
+        """``target_rows`` x ``columns``, the columns from the centre region (as the z-crops
+        are; from anywhere when ``central_size`` is None)."""
         rows, cols = self.target_rows, min(self.columns, image.shape[1])
         top = int(torch.randint(image.shape[0] - rows + 1, (1,), generator=generator))
-        central = max(cols, min(self.config.central_size, image.shape[1]))
+        region = self.config.central_size
+        central = max(cols, image.shape[1] if region is None else min(region, image.shape[1]))
         left0 = (image.shape[1] - central) // 2
         left = left0 + int(torch.randint(central - cols + 1, (1,), generator=generator))
         return image[top:top + rows, left:left + cols]

@@ -54,10 +54,11 @@ class CropSampler:
         self.patch = min(config.patch_size, *(min(v.shape[1:]) for v in volumes))
         self.central = config.central_size
 
-    def _window_start(self, length: int, size: int, central: int,
+    def _window_start(self, length: int, size: int, central: int | None,
                       generator: torch.Generator) -> int:
-        """Random start of a window of ``size`` inside the central ``central`` of ``length``."""
-        central = max(size, min(central, length))
+        """Random start of a window of ``size`` inside the central ``central`` of ``length``
+        (all of it when ``central`` is None)."""
+        central = max(size, length if central is None else min(central, length))
         low = (length - central) // 2
         high = low + central - size
         return int(torch.randint(low, high + 1, (1,), generator=generator))
