@@ -25,7 +25,7 @@ from napari_xview.baselines import BASELINES, interpolate_z
 from napari_xview.config import DEFAULT_PRESET, RECIPES, ModelConfig, train_config_for
 from napari_xview.engine import Finished, Step, Trainer, synthesize
 from napari_xview.evaluate import score, simulate_thick_slices
-from napari_xview.metrics import psnr, synthesized_mask
+from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
 from napari_xview.volume import load_volume
 
 
@@ -50,6 +50,14 @@ def fused_psnr(thick, truth, model, window) -> float:
     return psnr(result.fused.array, central(truth).array, window=window, mask=mask)
 
 
+def score_ensemble(thick, truth, model, passes: int) -> dict:
+    """The evaluate table's row for the fused result of a ``passes``-pass self-ensemble."""
+    result = synthesize(thick, model, device="cpu", views=False, ensemble=passes)
+    row = evaluate_volume(result.fused.array, truth.array, model.factor,
+                          window=model.config.window)
+    return {"passes": passes, "seconds": result.seconds, "fused": row}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ground_truth")
@@ -66,6 +74,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra TrainConfig fields, e.g. stage1_fraction=0.3")
+    parser.add_argument("--ensemble", type=int, choices=(2, 4),
+                        help="also score the whole volume synthesised with this many "
+                             "self-ensemble passes (a row of its own)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -127,6 +138,9 @@ def main() -> None:
         out["report"] = json.loads(report.to_json())
         out["markdown"] = report.to_markdown()
         print(report.to_markdown())
+    if args.ensemble:
+        out["ensemble"] = score_ensemble(thick, truth, finished.model, args.ensemble)
+        print(json.dumps({"ensemble": out["ensemble"]}), flush=True)
     print(json.dumps({"curve": curve, "baselines": baseline_psnr}), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

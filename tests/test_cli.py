@@ -67,6 +67,19 @@ def test_run_trains_and_synthesizes_and_keeps_the_model(scan, tmp_path):
     assert load_model(model).factor == 3
 
 
+def test_synthesize_with_a_self_ensemble_differs_from_one_pass(scan, tmp_path):
+    path, _ = scan
+    model = tmp_path / "m.pt"
+    assert cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)]) == 0
+    outputs = {}
+    for passes in ("1", "4"):
+        outputs[passes] = tmp_path / f"x{passes}.nii.gz"
+        assert cli.main(["synthesize", str(path), "--model", str(model), "--ensemble", passes,
+                         "-o", str(outputs[passes])]) == 0
+    one, four = (load_volume(outputs[p]).array for p in ("1", "4"))
+    assert one.shape == four.shape and np.abs(one - four).max() > 0.01
+
+
 def test_train_resumes_from_its_checkpoint(scan, tmp_path):
     path, _ = scan
     model = tmp_path / "model.pt"

@@ -93,6 +93,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     ablation.add_argument("--no-wavelet", action="store_true", help="without the wavelet loss")
     ablation.add_argument("--no-memory", action="store_true", help="without the memory bank")
 
+ENSEMBLE_HELP = ("self-ensemble passes: 1 (the paper), 2 or 4 flips of the volume averaged; "
+                 "a little sharper and cleaner, 2 or 4 times the synthesis time (default 1)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--device", default="auto")
     synth.add_argument("--keep-input-slices", action="store_true",
                        help="put the measured slices back into the fused volume")
+    synth.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=1, help=ENSEMBLE_HELP)
     synth.add_argument("--views", metavar="DIR",
                        help="also write axial, coronal, sagittal and disagreement volumes here")
     synth.add_argument("-o", "--output", required=True, help="output volume (.nii.gz, .tif, ...)")
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(run)
     _add_training_options(run)
     run.add_argument("--keep-input-slices", action="store_true")
+    run.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=1, help=ENSEMBLE_HELP)
     run.add_argument("--views", metavar="DIR")
     run.add_argument("--save-model", metavar="PATH", help="also keep the trained model")
     run.add_argument("-o", "--output", required=True)
@@ -258,13 +263,14 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str = "direct",
     return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
 
 
-def synthesize_with_progress(volume, model, device: str, keep_input_slices: bool, views: bool):
+def synthesize_with_progress(volume, model, device: str, keep_input_slices: bool, views: bool,
+                             ensemble: int = 1):
     from napari_xview.engine import synthesize
     from napari_xview.progress import ProgressBar
 
     bar = ProgressBar("synthesize")
     result = synthesize(volume, model, device=device, views=views,
-                        keep_input_slices=keep_input_slices,
+                        keep_input_slices=keep_input_slices, ensemble=ensemble,
                         progress=lambda fraction, message: bar.update(fraction, message))
     bar.close(f"{result.seconds:.1f} s")
     return result
@@ -302,7 +308,7 @@ def command_synthesize(args: argparse.Namespace) -> int:
     (volume,) = load_inputs([args.input] if args.input else None, args.sample)
     model = load_model(args.model)
     result = synthesize_with_progress(volume, model, args.device, args.keep_input_slices,
-                                      views=bool(args.views))
+                                      views=bool(args.views), ensemble=args.ensemble)
     write_result(result, args.output, args.views, args.overwrite)
     return 0
 
@@ -317,7 +323,8 @@ def command_run(args: argparse.Namespace) -> int:
     if args.save_model:
         save_model(finished.model, args.save_model)
     result = synthesize_with_progress(volume, finished.model, args.device,
-                                      args.keep_input_slices, views=bool(args.views))
+                                      args.keep_input_slices, views=bool(args.views),
+                                      ensemble=args.ensemble)
     write_result(result, args.output, args.views, args.overwrite)
     return 0
 

@@ -180,6 +180,9 @@ class XViewWidget(QWidget):
         Which result layers to add (:data:`~napari_xview._napari.layers.RESULT_KINDS`).
     synthesize_after : QCheckBox
         Synthesise as soon as training ends.
+    ensemble : QComboBox
+        Self-ensemble passes of the synthesis ("1", "2" or "4"; see
+        :func:`~napari_xview.engine.synthesize`).
     progress_bar : QProgressBar
         Fraction of the training budget (or of the synthesis) done.
     progress_label : QLabel
@@ -356,6 +359,10 @@ class XViewWidget(QWidget):
             "Where the axial, coronal and sagittal syntheses differ: the least reliable voxels")
         self.synthesize_after = QCheckBox("Synthesize when training ends")
         self.synthesize_after.setChecked(True)
+        self.ensemble = QComboBox()
+        self.ensemble.addItems(["1", "2", "4"])
+        self.ensemble.setToolTip("Self-ensemble: average the synthesis over 1, 2 or 4 flips of "
+                                 "the volume (a little better, 2 or 4 times slower)")
         self.synthesize_button = QPushButton("Synthesize")
         self.synthesize_button.clicked.connect(self.synthesize)
         self.save_model_button = QPushButton("Save model…")
@@ -425,6 +432,7 @@ class XViewWidget(QWidget):
         model_buttons.addWidget(self.load_model_button)
         result_box, result_form = _form_group("Results")
         result_form.addRow("Add layers", kinds)
+        result_form.addRow("Passes", self.ensemble)
         result_form.addRow(self.synthesize_after)
         result_form.addRow(self.synthesize_button)
         result_form.addRow(model_buttons)
@@ -722,6 +730,7 @@ class XViewWidget(QWidget):
         kinds = [kind for kind, box in self.result_kinds.items() if box.isChecked()]
         views = any(kind != "fused" for kind in kinds)
         worker = create_worker(_synthesize, volume, self.model, self.device.currentText(), views,
+                               int(self.ensemble.currentText()),
                                self._progress_relay.progressed.emit, _ignore_errors=True)
         worker.returned.connect(lambda returned: self._on_synthesized(returned, layer, kinds))
         worker.errored.connect(self._on_error)
@@ -856,7 +865,7 @@ class XViewWidget(QWidget):
         self.synthesize_button.setEnabled(not busy and self.model is not None)
         self.save_model_button.setEnabled(not training and self.model is not None)
         self.load_model_button.setEnabled(not busy)
-        for control in (self.input_layer, self.factor, self.preset, self.device):
+        for control in (self.input_layer, self.factor, self.preset, self.device, self.ensemble):
             control.setEnabled(not busy)
 
 
@@ -871,13 +880,15 @@ def _make_trainer(volume: Volume, model_config: ModelConfig, train_config: Train
     return Trainer(volume, model_config, train_config, checkpoint_path=checkpoint)
 
 
-def _synthesize(volume: Volume, model: XViewModel, device: str, views: bool,
+def _synthesize(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,
                 progress: Callable[[float, str], None]) -> tuple[SynthesisResult, str]:
     """Run the engine's synthesis (in the worker thread); also report the device used."""
     from napari_xview.engine import resolve_device, synthesize
 
     used = str(resolve_device(device))
-    return synthesize(volume, model, device=used, views=views, progress=progress), used
+    result = synthesize(volume, model, device=used, views=views, progress=progress,
+                        ensemble=ensemble)
+    return result, used
 
 
 def _float_box(low: float, high: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
