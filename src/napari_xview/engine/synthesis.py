@@ -143,6 +143,19 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
     return fused, spread
 
 
+#: What the progress messages call each view.
+VIEW_LABELS = {"axial": "axial (SInt-A)", "coronal": "coronal (PInt-C)",
+               "sagittal": "sagittal (PInt-S)"}
+
+
+def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
+                     amp: bool, report: Callable[[float], None]) -> np.ndarray:
+    """O_a, O_c or O_s of ``unit``."""
+    if view == "axial":
+        return _synthesize_axial(model, unit, device, amp, report)
+    return _synthesize_pixelwise(model, unit, view, device, amp, report)
+
+
 def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device, amp: bool,
                       passes: int, progress: Progress | None
                       ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
@@ -152,25 +165,20 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
     networks are not equivariant to either, so their outputs on flipped inputs, flipped back,
     differ slightly and their mean has less error (the self-ensemble of super-resolution).
     """
-    names = ["coronal (PInt-C)", "sagittal (PInt-S)"]
-    if model.has_axial:
-        names.insert(0, "axial (SInt-A)")
-    steps = len(names) * passes
+    views = ["axial", "coronal", "sagittal"] if model.has_axial else ["coronal", "sagittal"]
+    parts = len(views) * passes
     sums: dict[str, np.ndarray] = {}
     for pass_index, axes in enumerate(ENSEMBLE_FLIPS[:passes]):
         flipped = np.ascontiguousarray(np.flip(unit, axes)) if axes else unit
-        for view_index, name in enumerate(names):
-            done = pass_index * len(names) + view_index
+        for view_index, view in enumerate(views):
+            done = pass_index * len(views) + view_index
+            label = VIEW_LABELS[view] + (f", pass {pass_index + 1}/{passes}" if passes > 1 else "")
 
-            def report(fraction: float, done=done, name=name) -> None:
+            def report(fraction: float, done: int = done, label: str = label) -> None:
                 if progress:
-                    progress(min(1.0, (done + fraction) / steps), name)
+                    progress(min(1.0, (done + fraction) / parts), label)
 
-            view = name.split()[0]
-            if view == "axial":
-                output = _synthesize_axial(model, flipped, device, amp, report)
-            else:
-                output = _synthesize_pixelwise(model, flipped, view, device, amp, report)
+            output = _synthesize_view(model, flipped, view, device, amp, report)
             output = np.flip(output, axes) if axes else output
             if view in sums:
                 sums[view] += output
