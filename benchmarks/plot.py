@@ -24,7 +24,9 @@ def main() -> None:
         result = json.loads(Path(path).read_text())
         curve = result["curve"]
         train = result["train_config"]
-        label = f"{result.get('preset', 'lite')}, recipe {result['recipe_used']}"
+        region = train.get("central_size", 256)
+        crops = "whole slice" if region is None else f"central {region}"
+        label = f"{result.get('preset', 'lite')}, recipe {result['recipe_used']}, crops: {crops}"
         axes.plot([p["minutes"] for p in curve], [p["psnr_fused"] for p in curve], "o-",
                   label=label)
         best = max(result["baseline_psnr_central"], key=result["baseline_psnr_central"].get)
