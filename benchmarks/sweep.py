@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=JSON",
                         help="ModelConfig overrides")
     parser.add_argument("--region", type=int, default=256)
-    parser.add_argument("--ensemble", type=int, nargs="*", default=[],
+    parser.add_argument("--ensemble", type=int, nargs="*", default=[], choices=(2, 4),
                         help="also score the fused result of these self-ensemble passes (2, 4)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()

@@ -310,7 +310,7 @@ def test_keep_input_slices_puts_the_measured_slices_back(phantom):
 
 
 @pytest.mark.parametrize("factor", [2, 3])
-def test_self_ensemble_is_the_mean_of_flipped_passes(factor, phantom):
+def test_self_ensemble_is_the_mean_of_flipped_passes(factor):
     from napari_xview.engine.synthesis import ENSEMBLE_FLIPS, _synthesize_views
 
     torch.manual_seed(0)
@@ -331,6 +331,24 @@ def test_self_ensemble_is_the_mean_of_flipped_passes(factor, phantom):
         assert np.abs(singles[1][view] - singles[0][view]).max() > 1e-4
 
 
+@pytest.mark.parametrize("factor", [2, 3])
+def test_self_ensemble_flips_back_onto_the_same_grid(monkeypatch, factor, phantom):
+    # views that commute with every flip (linear interpolation along z): any misplaced slice
+    # or unflipped axis in the ensemble would change the result
+    from napari_xview.baselines import interpolate_z
+    from napari_xview.engine import synthesis
+
+    monkeypatch.setattr(synthesis, "_synthesize_view",
+                        lambda model, unit, view, *rest: interpolate_z(unit, factor, "linear"))
+    volume = phantom.with_array(phantom.array[:5, :16, :20])
+    model = XViewModel.create(tiny_config(factor))
+    one = synthesize(volume, model, device="cpu", views=True)
+    four = synthesize(volume, model, device="cpu", views=True, ensemble=4)
+    for name in ("fused", "axial", "coronal", "sagittal"):
+        np.testing.assert_allclose(getattr(four, name).array, getattr(one, name).array,
+                                   atol=1e-3)
+
+
 def test_self_ensemble_keeps_the_grid_and_rejects_other_pass_counts(phantom):
     volume = phantom.with_array(phantom.array[:5, :16, :16])
     model = XViewModel.create(tiny_config(2))
@@ -338,8 +356,9 @@ def test_self_ensemble_keeps_the_grid_and_rejects_other_pass_counts(phantom):
     ensembled = synthesize(volume, model, device="cpu", views=False, ensemble=2)
     assert ensembled.fused.shape == plain.fused.shape
     assert ensembled.fused.spacing == plain.fused.spacing
-    with pytest.raises(ValueError, match="ensemble must be 1, 2 or 4"):
-        synthesize(volume, model, device="cpu", ensemble=3)
+    for wrong in (3, 2.0, True):
+        with pytest.raises(ValueError, match="ensemble must be 1, 2 or 4"):
+            synthesize(volume, model, device="cpu", ensemble=wrong)
 
 
 def test_crops_reach_the_edges_of_the_slice_only_when_central_size_is_none():
@@ -352,3 +371,14 @@ def test_crops_reach_the_edges_of_the_slice_only_when_central_size_is_none():
     whole = CropSampler([volume], tiny_train(patch_size=16, central_size=None), 2)
     assert all(central.sample(generator).max() == 0 for _ in range(20))
     assert any(whole.sample(generator).max() > 0 for _ in range(20))
+
+
+def test_a_whole_slice_config_survives_json_and_a_checkpoint(phantom, tmp_path):
+    import json
+
+    config = tiny_train(central_size=None, steps=2)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    trainer = Trainer(phantom, tiny_config(2), config, checkpoint_path=tmp_path / "run.pt")
+    run_all(trainer)
+    resumed = Trainer.from_checkpoint(tmp_path / "run.pt", phantom)
+    assert resumed.config.central_size is None

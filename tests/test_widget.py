@@ -120,6 +120,13 @@ def test_the_plugins_menu_adds_the_widget_on_the_open_volume(viewer):
     assert widget.spacing() == (4.0, 1.0, 1.0)
     assert widget.preset.currentText() == "pixelwise" and widget.device.currentText() == "auto"
     assert not widget.stop_button.isEnabled() and not widget.synthesize_button.isEnabled()
+    # each preset's crop region: the whole slice for pixelwise, the paper's 256 (at least the
+    # patch) for the others
+    assert widget.train_config().central_size is None
+    widget.preset.setCurrentText("paper")
+    assert widget.train_config().central_size == 256
+    widget.patch_size.setValue(300)
+    assert widget.train_config().central_size == 300
 
 
 @pytest.mark.gui

@@ -93,8 +93,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     ablation.add_argument("--no-wavelet", action="store_true", help="without the wavelet loss")
     ablation.add_argument("--no-memory", action="store_true", help="without the memory bank")
 
+
 ENSEMBLE_HELP = ("self-ensemble passes: 1 (the paper), 2 or 4 flips of the volume averaged; "
-                 "a little sharper and cleaner, 2 or 4 times the synthesis time (default 1)")
+                 "slightly lower error, 2 or 4 times the synthesis time (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -362,7 +362,8 @@ class XViewWidget(QWidget):
         self.ensemble = QComboBox()
         self.ensemble.addItems(["1", "2", "4"])
         self.ensemble.setToolTip("Self-ensemble: average the synthesis over 1, 2 or 4 flips of "
-                                 "the volume (a little better, 2 or 4 times slower)")
+                                 "the volume (a little better, 2 or 4 times slower; the "
+                                 "disagreement map then shrinks too)")
         self.synthesize_button = QPushButton("Synthesize")
         self.synthesize_button.clicked.connect(self.synthesize)
         self.save_model_button = QPushButton("Save model…")

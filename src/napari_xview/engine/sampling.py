@@ -1,4 +1,5 @@
-"""Training crops: random 15-slice windows of 128 x 128 patches from the central region.
+"""Training crops: random 15-slice windows of 128 x 128 patches from the central region
+(from the whole slice when ``TrainConfig.central_size`` is None).
 
 Section 4.1: "we only use central 256*256 regions of CT slices, which are further decomposed
 into 128x128 patches. Each training volume is composed of 15 slices." Volumes smaller than that

@@ -28,9 +28,9 @@ from napari_xview.volume import Volume, to_unit
 CHUNK_VOXELS = 1 << 22
 #: PInt tiles along z: input rows per tile, and rows of context on each side.
 Z_TILE_ROWS, Z_TILE_HALO = 64, 8
-#: Volume axes flipped in each pass of the self-ensemble, in the order passes are added: a
-#: second pass reverses every axis at once, so each view sees both flips it is sensitive to
-#: (z and its own in-plane axis); four passes cover z and the in-plane axes separately.
+#: Volume axes flipped in each pass of the self-ensemble, in the order passes are added: the
+#: second pass reverses every axis at once; four passes give the coronal and sagittal views
+#: every combination of a z flip and a flip of their in-plane axis.
 ENSEMBLE_FLIPS: tuple[tuple[int, ...], ...] = ((), (0, 1, 2), (0,), (1, 2))
 
 Progress = Callable[[float, str], None]
@@ -219,7 +219,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     ensemble : int
         Passes of the self-ensemble (beyond the paper): 1 (the paper), 2 (also the volume
         flipped along every axis) or 4 (z and the in-plane axes flipped separately too). Each
-        view is the mean of its passes, before equation (7); time grows in proportion.
+        view is the mean of its passes, before equation (7); time grows in proportion. The
+        disagreement map is then the spread of the averaged views, smaller than one pass's.
 
     Returns
     -------
@@ -230,7 +231,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         model = load_model(model)
     if volume.shape[0] < 2:
         raise ValueError("synthesis needs at least two slices")
-    if ensemble not in (1, 2, 4):
+    whole_number = isinstance(ensemble, (int, np.integer)) and not isinstance(ensemble, bool)
+    if not whole_number or ensemble not in (1, 2, 4):
         raise ValueError(f"ensemble must be 1, 2 or 4 passes, got {ensemble!r}")
     started = time.perf_counter()
     if num_threads is not None:
