@@ -26,14 +26,16 @@ def main() -> None:
         train = result["train_config"]
         region = train.get("central_size", 256)
         crops = "whole slice" if region is None else f"central {region}"
-        label = f"{result.get('preset', 'lite')}, recipe {result['recipe_used']}, crops: {crops}"
+        factor = result.get("factor") or result.get("report", {}).get("factor")
+        label = (f"r={factor}, {result.get('preset', 'lite')}, recipe {result['recipe_used']}, "
+                 f"crops: {crops}")
         axes.plot([p["minutes"] for p in curve], [p["psnr_fused"] for p in curve], "o-",
                   label=label)
         best = max(result["baseline_psnr_central"], key=result["baseline_psnr_central"].get)
-        baselines[(train["degradation"], best)] = result["baseline_psnr_central"][best]
-    for (degradation, name), value in baselines.items():
+        baselines[(factor, train["degradation"], best)] = result["baseline_psnr_central"][best]
+    for (factor, degradation, name), value in baselines.items():
         axes.axhline(value, linestyle="--", color="gray")
-        axes.annotate(f"best classical ({name}, {degradation})", (0.01, value),
+        axes.annotate(f"best classical (r={factor}, {name}, {degradation})", (0.01, value),
                       xycoords=("axes fraction", "data"), fontsize=8, xytext=(0, 3),
                       textcoords="offset points", color="gray")
     axes.set_xlabel("training minutes (one CPU thread per run, two runs on 2 cores)")

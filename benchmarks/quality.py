@@ -126,6 +126,7 @@ def main() -> None:
         "curve_region": "central 256 x 256 of every slice",
         "baseline_psnr_central": baseline_psnr,
         "preset": args.preset,
+        "factor": args.factor,
         "recipe_used": trainer.recipe,
         "train_config": train_config.to_dict(),
         "machine": {"cpu_threads": args.threads, "processor": platform.processor(),
