@@ -6,8 +6,8 @@ Usage (Xvfb is started for you when there is no display)::
     python scripts/make_screenshots.py --minutes 1     # quicker, less trained
 
 It opens the CT phantom from *File > Open Sample*, adds the *Slice synthesis* dock, trains
-the "lite" networks at r = 4 with a wall-clock budget, and takes four screenshots of the
-whole window:
+the default preset ("pixelwise"; ``--preset lite`` for the paper's two networks at CPU size)
+at r = 4 with a wall-clock budget, and takes four screenshots of the whole window:
 
 - ``widget-training.png``: during training (progress, ETA, live loss plot);
 - ``result-layers.png``: the fused result with the disagreement map over it, on a synthesised
@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_xview.config import DEFAULT_PRESET, MODEL_PRESETS
+
 WINDOW_SIZE = (1500, 980)
 SCREEN = "1600x1050x24"
 MAX_PNG_BYTES = 300_000
@@ -47,12 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factor", type=int, default=4, help="upsampling factor r (default 4)")
     parser.add_argument("--shot-at", type=float, default=0.7,
                         help="share of the budget after which the training screenshot is taken")
-    # two CPU cores need smaller crops than the paper's four 15 x 128 x 128 ones
-    parser.add_argument("--batch-size", type=int, default=2, help="crops per step (default 2)")
-    parser.add_argument("--patch-size", type=int, default=64,
-                        help="in-plane crop size (default 64)")
-    parser.add_argument("--pint-images", type=int, default=16,
-                        help="coronal/sagittal images per crop for PInt, 0 for all (default 16)")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=DEFAULT_PRESET,
+                        help=f"networks and training settings (default {DEFAULT_PRESET})")
+    # None keeps the preset's own value, as the widget shows it after choosing the preset
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="crops per step (default: the preset's)")
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help="in-plane crop size (default: the preset's)")
+    parser.add_argument("--pint-images", type=int, default=None,
+                        help="coronal/sagittal images per crop for PInt, 0 for all "
+                             "(default: the preset's)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for training, 0 for all cores (default 0)")
     return parser.parse_args(argv)
@@ -122,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     [phantom] = viewer.open_sample("napari-xview", "ct_phantom")
     dock, widget = viewer.window.add_plugin_dock_widget("napari-xview", "Slice synthesis")
     widget.factor.setValue(args.factor)
-    widget.preset.setCurrentText("lite")
+    widget.preset.setCurrentText(args.preset)
     widget.budget_unit.setCurrentText("minutes")
     widget.budget_minutes.setValue(args.minutes)
-    widget.batch_size.setValue(args.batch_size)
-    widget.patch_size.setValue(args.patch_size)
-    widget.pint_lines.setValue(args.pint_images)
+    for box, value in ((widget.batch_size, args.batch_size), (widget.patch_size, args.patch_size),
+                       (widget.pint_lines, args.pint_images)):
+        if value is not None:
+            box.setValue(value)
     widget.cpu_threads.setValue(args.threads)
     for kind in ("fused", "axial", "coronal", "sagittal", "disagreement"):
         widget.result_kinds[kind].setChecked(True)

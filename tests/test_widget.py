@@ -123,7 +123,10 @@ def test_the_plugins_menu_adds_the_widget_on_the_open_volume(viewer):
     # each preset's crop region: the whole slice for pixelwise, the paper's 256 (at least the
     # patch) for the others
     assert widget.train_config().central_size is None
+    # PInt alone has no axial result to add: its box is greyed out until a preset has SInt-A
+    assert not widget.result_kinds["axial"].isEnabled()
     widget.preset.setCurrentText("paper")
+    assert widget.result_kinds["axial"].isEnabled()
     assert widget.train_config().central_size == 256
     widget.patch_size.setValue(300)
     assert widget.train_config().central_size == 300
@@ -175,6 +178,7 @@ def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
     assert widget.progress_bar.value() == widget.progress_bar.maximum()
     assert widget.device_used.text() == "cpu"
     assert widget.model is not None and widget.last_error is None
+    assert widget.result_kinds["axial"].isEnabled()  # this model has SInt-A
 
     # synthesizing again (a 2-pass self-ensemble) replaces the layers instead of piling up
     fused = viewer.layers["phantom [fused]"]

@@ -357,6 +357,7 @@ class XViewWidget(QWidget):
             box.setChecked(kind in DEFAULT_RESULT_KINDS)
         self.result_kinds["disagreement"].setToolTip(
             "Where the axial, coronal and sagittal syntheses differ: the least reliable voxels")
+        self.preset.currentTextChanged.connect(self._update_axial_kind)
         self.synthesize_after = QCheckBox("Synthesize when training ends")
         self.synthesize_after.setChecked(True)
         self.ensemble = QComboBox()
@@ -868,6 +869,22 @@ class XViewWidget(QWidget):
         self.load_model_button.setEnabled(not busy)
         for control in (self.input_layer, self.factor, self.preset, self.device, self.ensemble):
             control.setEnabled(not busy)
+        self._update_axial_kind()
+
+    def _update_axial_kind(self) -> None:
+        """Grey out the axial result where the model to synthesise with has no SInt-A.
+
+        That model is the current one, or before there is one the one training would make
+        ("pixelwise" is PInt alone: its result is the mean of the coronal and sagittal views).
+        """
+        if self.model is not None:
+            has_axial = self.model.has_axial
+        else:
+            has_axial = self.model_config().views == "all"
+        axial = self.result_kinds["axial"]
+        axial.setEnabled(has_axial)
+        axial.setToolTip("" if has_axial else
+                         "This model has no axial network (SInt-A): no axial result")
 
 
 def _make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainConfig,
