@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from napari_xview.config import TrainConfig
 from napari_xview.degrade import degrade_axis_torch
+from napari_xview.engine.sampling import window_start
 
 
 def inplane_fine_enough(spacing: Sequence[float], factor: int) -> bool:
@@ -113,11 +114,8 @@ class InplanePairSampler:
         """``target_rows`` x ``columns``, the columns from the centre region (as the z-crops
         are; from anywhere when ``central_size`` is None)."""
         rows, cols = self.target_rows, min(self.columns, image.shape[1])
-        top = int(torch.randint(image.shape[0] - rows + 1, (1,), generator=generator))
-        region = self.config.central_size
-        central = max(cols, image.shape[1] if region is None else min(region, image.shape[1]))
-        left0 = (image.shape[1] - central) // 2
-        left = left0 + int(torch.randint(central - cols + 1, (1,), generator=generator))
+        top = window_start(image.shape[0], rows, None, generator)
+        left = window_start(image.shape[1], cols, self.config.central_size, generator)
         return image[top:top + rows, left:left + cols]
 
     def sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,16 @@ def minimum_slices(factor: int) -> int:
     return factor + 1
 
 
+def window_start(length: int, size: int, central: int | None,
+                 generator: torch.Generator) -> int:
+    """Random start of a window of ``size`` inside the central ``central`` of ``length``
+    (all of it when ``central`` is None), drawn with ``generator``."""
+    central = max(size, length if central is None else min(central, length))
+    low = (length - central) // 2
+    high = low + central - size
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
 class CropSampler:
     """Draws batches of crops ``(B, L, P, P)`` with a seeded :class:`torch.Generator`.
 
@@ -55,15 +65,6 @@ class CropSampler:
         self.patch = min(config.patch_size, *(min(v.shape[1:]) for v in volumes))
         self.central = config.central_size
 
-    def _window_start(self, length: int, size: int, central: int | None,
-                      generator: torch.Generator) -> int:
-        """Random start of a window of ``size`` inside the central ``central`` of ``length``
-        (all of it when ``central`` is None)."""
-        central = max(size, length if central is None else min(central, length))
-        low = (length - central) // 2
-        high = low + central - size
-        return int(torch.randint(low, high + 1, (1,), generator=generator))
-
     def sample(self, generator: torch.Generator, slices: int | None = None,
                patch: int | None = None) -> torch.Tensor:
         """A batch of random crops, drawn only with ``generator`` (so a run can resume exactly).
@@ -77,8 +78,8 @@ class CropSampler:
         for _ in range(self.batch_size):
             index = int(torch.randint(len(self.volumes), (1,), generator=generator))
             volume = self.volumes[index]
-            z = self._window_start(volume.shape[0], slices, volume.shape[0], generator)
-            y = self._window_start(volume.shape[1], patch, self.central, generator)
-            x = self._window_start(volume.shape[2], patch, self.central, generator)
+            z = window_start(volume.shape[0], slices, volume.shape[0], generator)
+            y = window_start(volume.shape[1], patch, self.central, generator)
+            x = window_start(volume.shape[2], patch, self.central, generator)
             crops.append(volume[z:z + slices, y:y + patch, x:x + patch])
         return torch.stack(crops)
