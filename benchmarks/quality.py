@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import DEFAULT_PRESET, RECIPES, ModelConfig, train_config_for
+from napari_xview.config import (
+    DEFAULT_PRESET,
+    ENSEMBLE_PASSES,
+    RECIPES,
+    ModelConfig,
+    train_config_for,
+)
 from napari_xview.engine import Finished, Step, Trainer, synthesize
 from napari_xview.evaluate import score, simulate_thick_slices
 from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
@@ -74,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra TrainConfig fields, e.g. stage1_fraction=0.3")
-    parser.add_argument("--ensemble", type=int, choices=(2, 4),
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES[1:],
                         help="also score the whole volume synthesised with this many "
                              "self-ensemble passes (a row of its own)")
     parser.add_argument("--out", required=True)

@@ -23,7 +23,7 @@ import torch
 from quality import central, parse_overrides  # benchmarks/ is the script's directory
 
 from napari_xview.baselines import interpolate_z
-from napari_xview.config import ModelConfig, train_config_for
+from napari_xview.config import ENSEMBLE_PASSES, ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.metrics import psnr, synthesized_mask
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=JSON",
                         help="ModelConfig overrides")
     parser.add_argument("--region", type=int, default=256)
-    parser.add_argument("--ensemble", type=int, nargs="*", default=[], choices=(2, 4),
+    parser.add_argument("--ensemble", type=int, nargs="*", default=[],
+                        choices=ENSEMBLE_PASSES[1:],
                         help="also score the fused result of these self-ensemble passes (2, 4)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()

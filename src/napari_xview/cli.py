@@ -18,6 +18,7 @@ from pathlib import Path
 from napari_xview import __version__
 from napari_xview.config import (
     DEFAULT_PRESET,
+    ENSEMBLE_PASSES,
     MODEL_PRESETS,
     RECIPES,
     VIEW_SETS,
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--device", default="auto")
     synth.add_argument("--keep-input-slices", action="store_true",
                        help="put the measured slices back into the fused volume")
-    synth.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=1, help=ENSEMBLE_HELP)
+    synth.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
+                       help=ENSEMBLE_HELP)
     synth.add_argument("--views", metavar="DIR",
                        help="also write axial, coronal, sagittal and disagreement volumes here")
     synth.add_argument("-o", "--output", required=True, help="output volume (.nii.gz, .tif, ...)")
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(run)
     _add_training_options(run)
     run.add_argument("--keep-input-slices", action="store_true")
-    run.add_argument("--ensemble", type=int, choices=(1, 2, 4), default=1, help=ENSEMBLE_HELP)
+    run.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
+                     help=ENSEMBLE_HELP)
     run.add_argument("--views", metavar="DIR")
     run.add_argument("--save-model", metavar="PATH", help="also keep the trained model")
     run.add_argument("-o", "--output", required=True)

@@ -139,6 +139,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 #: The preset of the command line, the napari widget and the Python API when none is named.
 DEFAULT_PRESET = "pixelwise"
 
+#: Passes of the synthesis self-ensemble that can be asked for (1 is the paper's single pass;
+#: ``engine.synthesis.ENSEMBLE_FLIPS`` lists the flips of each pass).
+ENSEMBLE_PASSES = (1, 2, 4)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -44,6 +44,7 @@ from napari_xview._napari.layers import RESULT_KINDS, add_result_layers, volume_
 from napari_xview._napari.loss_plot import LossPlot
 from napari_xview.config import (
     DEFAULT_PRESET,
+    ENSEMBLE_PASSES,
     MODEL_PRESETS,
     RECIPES,
     SUPPORTED_FACTORS,
@@ -361,7 +362,7 @@ class XViewWidget(QWidget):
         self.synthesize_after = QCheckBox("Synthesize when training ends")
         self.synthesize_after.setChecked(True)
         self.ensemble = QComboBox()
-        self.ensemble.addItems(["1", "2", "4"])
+        self.ensemble.addItems([str(passes) for passes in ENSEMBLE_PASSES])
         self.ensemble.setToolTip("Self-ensemble: average the synthesis over 1, 2 or 4 flips of "
                                  "the volume (a little better, 2 or 4 times slower; the "
                                  "disagreement map then shrinks too)")

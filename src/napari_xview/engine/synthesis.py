@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_xview.config import ENSEMBLE_PASSES
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
@@ -232,7 +233,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if volume.shape[0] < 2:
         raise ValueError("synthesis needs at least two slices")
     whole_number = isinstance(ensemble, (int, np.integer)) and not isinstance(ensemble, bool)
-    if not whole_number or ensemble not in (1, 2, 4):
+    if not whole_number or ensemble not in ENSEMBLE_PASSES:
         raise ValueError(f"ensemble must be 1, 2 or 4 passes, got {ensemble!r}")
     started = time.perf_counter()
     if num_threads is not None:
