@@ -25,12 +25,15 @@ from napari_xview.baselines import BASELINES, interpolate_z
 from napari_xview.config import (
     DEFAULT_PRESET,
     ENSEMBLE_PASSES,
+    DEGRADATIONS,
     RECIPES,
+    SIMULATIONS,
+    SLICE_PROFILES,
     ModelConfig,
     train_config_for,
 )
 from napari_xview.engine import Finished, Step, Trainer, synthesize
-from napari_xview.evaluate import score, simulate_thick_slices
+from napari_xview.evaluate import score, simulate_thick_slices, training_degradation
 from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
 from napari_xview.volume import load_volume
 
@@ -68,7 +71,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ground_truth")
     parser.add_argument("--factor", type=int, required=True)
-    parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
+    parser.add_argument("--degradation", choices=SIMULATIONS, default="direct",
+                        help="how the thick slices are simulated from the ground truth")
+    parser.add_argument("--train-degradation", choices=DEGRADATIONS,
+                        help="(default: the simulation's for direct and blur-noise, else "
+                             "profile)")
+    parser.add_argument("--slice-profile", choices=SLICE_PROFILES,
+                        help="profile shape assumed by training (default: the preset's)")
     parser.add_argument("--recipe", choices=RECIPES, help="(default: the preset's)")
     parser.add_argument("--final-table", action=argparse.BooleanOptionalAction, default=True,
                         help="score the whole volume at the end (the full table)")
@@ -92,14 +101,19 @@ def main() -> None:
     extra = parse_overrides(args.set)
     if args.recipe is not None:
         extra["recipe"] = args.recipe
+    if args.slice_profile is not None:
+        extra["slice_profile"] = args.slice_profile
+    degradation = args.train_degradation or training_degradation(args.degradation)
     train_config = train_config_for(args.preset, minutes=args.minutes,
-                                    degradation=args.degradation, num_threads=args.threads,
+                                    degradation=degradation, num_threads=args.threads,
                                     seed=args.seed, checkpoint_every=0, **extra)
     window = model_config.window
     thick, truth = simulate_thick_slices(truth_volume, args.factor, args.degradation,
                                          blur_fwhm=train_config.blur_fwhm,
                                          noise_sigma=train_config.noise_sigma,
                                          seed=train_config.seed + 1, window=window)
+    print(f"thick slices: {thick.thickness:g} mm every {thick.spacing[0]:g} mm "
+          f"({args.degradation}); training degradation {degradation}", flush=True)
     mask = synthesized_mask(truth.shape[0], args.factor)
     baseline_psnr = {m: psnr(interpolate_z(central(thick).array, args.factor, m),
                              central(truth).array, window=window, mask=mask) for m in BASELINES}

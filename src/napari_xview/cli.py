@@ -18,9 +18,12 @@ from pathlib import Path
 from napari_xview import __version__
 from napari_xview.config import (
     DEFAULT_PRESET,
+    DEGRADATIONS,
     ENSEMBLE_PASSES,
     MODEL_PRESETS,
     RECIPES,
+    SIMULATIONS,
+    SLICE_PROFILES,
     VIEW_SETS,
     ModelConfig,
     TrainConfig,
@@ -44,11 +47,32 @@ def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
                             (" (several, or a folder of volumes)" if many else ""))
     group.add_argument("--sample", action="store_true",
                        help="use the generated CT phantom (5 mm slices) instead of a file")
+    parser.add_argument("--slice-thickness", type=float, metavar="MM",
+                        help="slice thickness of the input in mm (default: what the file "
+                             "states, DICOM SliceThickness or NRRD thicknesses, else the slice "
+                             "spacing)")
+
+
+def _add_output_grid(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--acquired-slices", choices=("auto", "keep", "re-estimate"),
+                        default="auto",
+                        help="keep the acquired slices in the fused volume, or let the model "
+                             "re-estimate them; auto: keep them where the model learnt thin "
+                             "slices, re-estimate thick ones (default)")
+    parser.add_argument("--keep-input-slices", dest="acquired_slices", action="store_const",
+                        const="keep", help="same as --acquired-slices keep")
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
+                        help=ENSEMBLE_HELP)
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--factor", "-r", type=int, required=True, help="slices per input gap, r")
+    grid = parser.add_mutually_exclusive_group(required=True)
+    grid.add_argument("--factor", "-r", type=int, help="slices per input gap, r")
+    grid.add_argument("--target-spacing", type=float, metavar="MM",
+                      help="slice spacing of the result in mm, instead of --factor: the model "
+                           "is trained for the smallest factor r with spacing / r <= MM and "
+                           "its grid interpolated onto MM (e.g. 2.5 mm -> 1 mm: r = 3)")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=DEFAULT_PRESET,
                         help="networks and training settings: pixelwise (PInt alone, the "
                              "best on a CPU), lite (both networks, CPU-sized) or paper "
@@ -66,9 +90,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="all: SInt-A and PInt fused by eq. (7), as the paper; pixelwise: "
                              "PInt alone, mean of its coronal and sagittal results (default: "
                              "the preset's)")
-    parser.add_argument("--train-degradation", choices=("direct", "blur-noise"),
-                        help="degradation model of internal learning (default: direct, or the "
-                             "evaluation's --degradation)")
+    parser.add_argument("--train-degradation", choices=DEGRADATIONS,
+                        help="how training pairs are degraded along z: profile (the scan's "
+                             "own slice thickness and profile), direct (point samples, the "
+                             "paper's) or blur-noise (default: the preset's; for evaluate, "
+                             "the simulation's where it is direct or blur-noise)")
+    parser.add_argument("--slice-profile", choices=SLICE_PROFILES,
+                        help="shape of the scan's slice profile with --train-degradation "
+                             f"profile (default {defaults.slice_profile})")
     parser.add_argument("--gamma", type=float, help="share of voxels in the cross-view losses, "
                                                     f"eqs (11)-(12) (default {defaults.gamma})")
     parser.add_argument("--n-incremental", type=int,
@@ -117,10 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(synth)
     synth.add_argument("--model", required=True, help="model file from `napari-xview train`")
     synth.add_argument("--device", default="auto")
-    synth.add_argument("--keep-input-slices", action="store_true",
-                       help="put the measured slices back into the fused volume")
-    synth.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
-                       help=ENSEMBLE_HELP)
+    synth.add_argument("--target-spacing", type=float, metavar="MM",
+                       help="slice spacing of the result in mm, at least the model's "
+                            "spacing / r (default: spacing / r)")
+    _add_output_grid(synth)
     synth.add_argument("--views", metavar="DIR",
                        help="also write axial, coronal, sagittal and disagreement volumes here")
     synth.add_argument("-o", "--output", required=True, help="output volume (.nii.gz, .tif, ...)")
@@ -129,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train on a scan, then synthesize it")
     _add_input(run)
     _add_training_options(run)
-    run.add_argument("--keep-input-slices", action="store_true")
-    run.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
-                     help=ENSEMBLE_HELP)
+    _add_output_grid(run)
     run.add_argument("--views", metavar="DIR")
     run.add_argument("--save-model", metavar="PATH", help="also keep the trained model")
     run.add_argument("-o", "--output", required=True)
@@ -142,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "synthesize and compare with classical interpolation")
     _add_input(evaluate)
     _add_training_options(evaluate)
-    evaluate.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct",
-                          help="how the thick-slice input is simulated from the ground truth")
+    evaluate.add_argument("--degradation", choices=SIMULATIONS, default="direct",
+                          help="how the thick-slice input is simulated from the ground truth: "
+                               "direct / blur-noise (section 4.1), or each thick slice the "
+                               "mean over a box / a Gaussian as thick as the new spacing")
     evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
     evaluate.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     evaluate.add_argument("--save-model", metavar="PATH")
@@ -158,13 +187,17 @@ def model_config_from(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig.from_preset(args.preset, args.factor, **overrides)
 
 
-def train_config_from(args: argparse.Namespace, degradation: str = "direct") -> TrainConfig:
-    """The preset's training settings, with what the command line gave on top."""
+def train_config_from(args: argparse.Namespace, degradation: str | None = None) -> TrainConfig:
+    """The preset's training settings, with what the command line gave on top.
+
+    ``degradation`` replaces the preset's when ``--train-degradation`` is not given.
+    """
     given = dict(
         steps=args.steps, minutes=args.minutes, recipe=args.recipe, gamma=args.gamma,
         n_incremental=args.n_incremental, stage1_fraction=args.stage1_fraction, lr=args.lr,
         batch_size=args.batch_size, num_threads=args.threads,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, slice_profile=args.slice_profile,
+        degradation=args.train_degradation or degradation,
     )
     switches = dict(amp=args.no_amp, cross_view=args.no_cross_view,
                     use_cmd_coronal=args.no_cmd_coronal, use_cmd_sagittal=args.no_cmd_sagittal,
@@ -173,24 +206,61 @@ def train_config_from(args: argparse.Namespace, degradation: str = "direct") -> 
     overrides.update({key: False for key, off in switches.items() if off})
     if args.pint_lines is not None:  # 0 asks for every image, which TrainConfig calls None
         overrides["pint_lines"] = args.pint_lines or None
-    return train_config_for(args.preset, seed=args.seed, device=args.device,
-                            degradation=args.train_degradation or degradation, **overrides)
+    return train_config_for(args.preset, seed=args.seed, device=args.device, **overrides)
 
 
-def load_inputs(paths: Sequence[str] | None, sample: bool):
-    """The volumes named on the command line: files, DICOM folders, or folders of volumes."""
+def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None):
+    """The volumes named on the command line: files, DICOM folders, or folders of volumes.
+
+    ``slice_thickness`` overrides the thickness the files state.
+    """
     from napari_xview.sample import make_phantom
     from napari_xview.volume import load_volume
 
-    if sample:
-        return [make_phantom()]
     volumes = []
+    if sample:
+        volumes.append(make_phantom())
     for path in map(Path, paths or ()):
         files = sorted(p for p in path.iterdir() if p.name.lower().endswith(VOLUME_SUFFIXES)) \
             if path.is_dir() else []
         # a folder of volume files is a training set; any other folder is one DICOM series
         volumes.extend(load_volume(p) for p in (files or [path]))
+    if slice_thickness is not None:
+        volumes = [volume.with_thickness(slice_thickness) for volume in volumes]
     return volumes
+
+
+def report_inputs(volumes) -> None:
+    """Each scan's slice geometry on standard error, once the settings have been accepted."""
+    for volume in volumes:
+        sys.stderr.write(describe_input(volume) + "\n")
+
+
+def describe_input(volume) -> str:
+    """One line: name, size, slice spacing and thickness (and where the thickness is from)."""
+    name = Path(volume.source).name if volume.source else "sample phantom"
+    nz, ny, nx = volume.shape
+    stated = "stated" if volume.slice_thickness is not None else "not stated: taken = spacing"
+    return (f"{name}: {nz} slices of {ny} x {nx}, slice spacing {volume.spacing[0]:.3g} mm, "
+            f"thickness {volume.thickness:.3g} mm ({stated}), pixels "
+            f"{volume.spacing[1]:.3g} x {volume.spacing[2]:.3g} mm")
+
+
+def resolve_factor(args: argparse.Namespace, volumes) -> None:
+    """Set ``args.factor`` from ``--target-spacing`` and the scans' slice spacing."""
+    from napari_xview.grid import factor_for_spacing
+
+    if args.factor is not None:
+        return
+    factors = {factor_for_spacing(volume.spacing[0], args.target_spacing) for volume in volumes}
+    if len(factors) > 1:
+        raise ValueError(f"--target-spacing {args.target_spacing:g} mm needs different factors "
+                         f"{sorted(factors)} for these scans' slice spacings: give --factor")
+    args.factor = factors.pop()
+    sys.stderr.write(f"target spacing {args.target_spacing:g} mm: factor r = {args.factor}\n")
+
+
+KEEP_CHOICES = {"auto": "auto", "keep": True, "re-estimate": False}
 
 
 def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = ()) -> None:
@@ -254,7 +324,7 @@ def run_training(trainer, label: str = "train"):
     return finished
 
 
-def make_trainer(args: argparse.Namespace, volumes, degradation: str = "direct",
+def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = None,
                  checkpoint_path: str | None = None):
     from napari_xview.engine import Trainer
 
@@ -267,14 +337,14 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str = "direct",
     return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
 
 
-def synthesize_with_progress(volume, model, device: str, keep_input_slices: bool, views: bool,
-                             ensemble: int = 1):
+def synthesize_with_progress(volume, model, args: argparse.Namespace):
     from napari_xview.engine import synthesize
     from napari_xview.progress import ProgressBar
 
     bar = ProgressBar("synthesize")
-    result = synthesize(volume, model, device=device, views=views,
-                        keep_input_slices=keep_input_slices, ensemble=ensemble,
+    result = synthesize(volume, model, device=args.device, views=bool(args.views),
+                        keep_input_slices=KEEP_CHOICES[args.acquired_slices],
+                        ensemble=args.ensemble, target_spacing=args.target_spacing,
                         progress=lambda fraction, message: bar.update(fraction, message))
     bar.close(f"{result.seconds:.1f} s")
     return result
@@ -298,8 +368,10 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool) ->
 
 # --------------------------------------------------------------------------- commands
 def command_train(args: argparse.Namespace) -> int:
-    volumes = load_inputs(args.input, args.sample)
+    volumes = load_inputs(args.input, args.sample, args.slice_thickness)
+    resolve_factor(args, volumes)
     trainer = make_trainer(args, volumes, checkpoint_path=args.output)
+    report_inputs(volumes)
     finished = run_training(trainer)
     sys.stderr.write(f"model saved to {args.output} after {finished.step} steps\n")
     return 0
@@ -309,10 +381,11 @@ def command_synthesize(args: argparse.Namespace) -> int:
     from napari_xview.engine import load_model
 
     check_output_free(args.output, args.overwrite, [args.input])
-    (volume,) = load_inputs([args.input] if args.input else None, args.sample)
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
+                            args.slice_thickness)
     model = load_model(args.model)
-    result = synthesize_with_progress(volume, model, args.device, args.keep_input_slices,
-                                      views=bool(args.views), ensemble=args.ensemble)
+    report_inputs([volume])
+    result = synthesize_with_progress(volume, model, args)
     write_result(result, args.output, args.views, args.overwrite)
     return 0
 
@@ -321,14 +394,15 @@ def command_run(args: argparse.Namespace) -> int:
     from napari_xview.engine import save_model
 
     check_output_free(args.output, args.overwrite, [args.input])
-    (volume,) = load_inputs([args.input] if args.input else None, args.sample)
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
+                            args.slice_thickness)
+    resolve_factor(args, [volume])
     trainer = make_trainer(args, [volume])
+    report_inputs([volume])
     finished = run_training(trainer)
     if args.save_model:
         save_model(finished.model, args.save_model)
-    result = synthesize_with_progress(volume, finished.model, args.device,
-                                      args.keep_input_slices, views=bool(args.views),
-                                      ensemble=args.ensemble)
+    result = synthesize_with_progress(volume, finished.model, args)
     write_result(result, args.output, args.views, args.overwrite)
     return 0
 

@@ -23,6 +23,17 @@ DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
 
 SUPPORTED_FACTORS = (2, 3, 4, 5, 6, 7, 8)
 
+#: How training degrades its pairs along z: "direct" and "blur-noise" (section 4.1), or
+#: "profile" (beyond the paper), the scan's own slice profile (:mod:`napari_xview.profiles`).
+DEGRADATIONS = ("direct", "blur-noise", "profile")
+
+#: How an evaluation makes thick slices from a thin-slice scan: the two strategies of section
+#: 4.1, or each thick slice the average over a box / a Gaussian as thick as the new spacing.
+SIMULATIONS = ("direct", "blur-noise", "box", "gaussian")
+
+#: Slice-profile shapes a scan's slices can be assumed to have (``TrainConfig.slice_profile``).
+SLICE_PROFILES = ("point", "box", "gaussian")
+
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
@@ -187,8 +198,14 @@ class TrainConfig:
     use_cmd_coronal, use_cmd_sagittal : bool
         Keep L_c^cmd / L_s^cmd ("w/o L_c^cmd", "w/o L_s^cmd" ablations).
     degradation : str
-        How V is degraded along z for internal learning: "direct" (keep one slice in r) or
-        "blur-noise" (slice profile, subsampling and Gaussian noise).
+        How training pairs are degraded along z (internal learning and in-plane pairs):
+        "direct" (keep one slice in r), "blur-noise" (a Gaussian profile, subsampling and
+        Gaussian noise) or "profile" (beyond the paper: the scan's own slices, of its
+        thickness and of the shape ``slice_profile``, see :mod:`napari_xview.profiles`).
+    slice_profile : str
+        Shape assumed for the scan's slice profile with ``degradation="profile"``: "box",
+        "gaussian" or "point" (thin slices whatever their stated thickness). Its width is the
+        scan's slice thickness (``Volume.thickness``).
     blur_fwhm : float
         Slice-profile FWHM of "blur-noise", in units of the input slice spacing times r.
     noise_sigma : float
@@ -240,6 +257,7 @@ class TrainConfig:
     use_cmd_coronal: bool = True
     use_cmd_sagittal: bool = True
     degradation: str = "direct"
+    slice_profile: str = "box"
     blur_fwhm: float = 1.0
     noise_sigma: float = 0.01
     pint_lines: int | None = None
@@ -272,7 +290,8 @@ class TrainConfig:
         too_small = self.central_size is not None and self.central_size < self.patch_size
         if self.batch_size < 1 or self.patch_size < 8 or too_small:
             raise ValueError("need batch_size >= 1, patch_size >= 8, central_size >= patch_size")
-        _check_choice("degradation", self.degradation, ("direct", "blur-noise"))
+        _check_choice("degradation", self.degradation, DEGRADATIONS)
+        _check_choice("slice_profile", self.slice_profile, SLICE_PROFILES)
         _check_choice("recipe", self.recipe, RECIPES)
         if self.stage2_crop_slices is not None and self.stage2_crop_slices < 2:
             raise ValueError(

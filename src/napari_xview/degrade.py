@@ -6,7 +6,7 @@ on the input grid. This is the inverse of the output grid of synthesis (``l'`` s
 ``r * (l' - 1) + 1``), so the degraded volume upsampled again lands exactly on the original
 slices up to ``r * (l' - 1) + 1 <= l``.
 
-Two modes:
+Three modes:
 
 ``"direct"``
     Keep one slice in ``r`` ("directly sampling one slice every r slices in the axial view").
@@ -15,6 +15,11 @@ Two modes:
     then add white Gaussian noise ("blurring and down-sampling. Then, Gaussian noises are used
     to distort the down-sampled volumes"). The paper gives neither the blur nor the noise level;
     the defaults are argued below.
+``"profile"`` (beyond the paper)
+    Convolve along the axis with a given discrete slice profile (``weights``, see
+    :mod:`napari_xview.profiles`: box, Gaussian or point, of the scan's own thickness), keep one
+    slice in ``r``, and add no noise: the thick slices a scanner reconstructs are averages, no
+    noisier than the thin ones. A one-tap profile ``[1]`` is exactly "direct".
 
 Defaults of ``"blur-noise"``
 ----------------------------
@@ -37,21 +42,16 @@ The noise is not clipped to the window: clipping would bias it at air and dense 
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_xview.profiles import FWHM_PER_SIGMA, gaussian_kernel
+
 if TYPE_CHECKING:  # torch is imported only by the torch variants, at call time
     import torch
 
-#: Gaussian FWHM = sigma * 2 sqrt(2 ln 2).
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-
-#: The Gaussian kernel is cut at this many standard deviations, like scipy.ndimage.
-_TRUNCATE = 4.0
-
-MODES = ("direct", "blur-noise")
+MODES = ("direct", "blur-noise", "profile")
 
 
 def degraded_length(length: int, factor: int) -> int:
@@ -60,7 +60,8 @@ def degraded_length(length: int, factor: int) -> int:
 
 
 def _check_arguments(
-    length: int, factor: int, mode: str, blur_fwhm: float, noise_sigma: float
+    length: int, factor: int, mode: str, blur_fwhm: float, noise_sigma: float,
+    weights: np.ndarray | None = None,
 ) -> None:
     if isinstance(factor, bool) or int(factor) != factor or factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
@@ -73,6 +74,9 @@ def _check_arguments(
             raise ValueError(f"blur_fwhm must be zero or positive, got {blur_fwhm}")
         if not noise_sigma >= 0:
             raise ValueError(f"noise_sigma must be zero or positive, got {noise_sigma}")
+    if mode == "profile":
+        if weights is None or np.ndim(weights) != 1 or len(weights) % 2 != 1:
+            raise ValueError("mode 'profile' needs weights: a 1-D kernel of odd length")
 
 
 def slice_profile(factor: int, blur_fwhm: float = 1.0) -> np.ndarray:
@@ -82,13 +86,7 @@ def slice_profile(factor: int, blur_fwhm: float = 1.0) -> np.ndarray:
     same discretisation as ``scipy.ndimage.gaussian_filter1d``. A zero width gives the
     identity profile ``[1.0]``.
     """
-    sigma = blur_fwhm * factor / _FWHM_PER_SIGMA
-    if sigma == 0:
-        return np.ones(1)
-    radius = int(_TRUNCATE * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return weights / weights.sum()
+    return gaussian_kernel(blur_fwhm * factor / FWHM_PER_SIGMA)
 
 
 def _reflect(positions: np.ndarray, length: int) -> np.ndarray:
@@ -116,6 +114,7 @@ def degrade_axis(
     blur_fwhm: float = 1.0,
     noise_sigma: float = 0.01,
     rng: np.random.Generator | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Degrade a numpy array along one axis by ``factor`` (see the module notes).
 
@@ -127,14 +126,17 @@ def degrade_axis(
         Degradation factor r: one position in r is kept, starting with the first.
     axis : int
         Axis to degrade.
-    mode : {"direct", "blur-noise"}
-        Strategy of section 4.1.
+    mode : {"direct", "blur-noise", "profile"}
+        Strategy of section 4.1, or a given slice profile.
     blur_fwhm : float
         FWHM of the slice profile in units of ``factor`` input spacings ("blur-noise" only).
     noise_sigma : float
         Standard deviation of the added noise, in the array's units ("blur-noise" only).
     rng : numpy.random.Generator, optional
         Source of the noise; a fresh unseeded generator when omitted.
+    weights : numpy.ndarray, optional
+        The slice profile on the input grid, odd length, centred ("profile" only; see
+        :func:`napari_xview.profiles.profile_kernel`).
 
     Returns
     -------
@@ -147,11 +149,15 @@ def degrade_axis(
         array = array.astype(np.float64)
     axis = _normalise_axis(axis, array.ndim)
     length = array.shape[axis]
-    _check_arguments(length, factor, mode, blur_fwhm, noise_sigma)
+    _check_arguments(length, factor, mode, blur_fwhm, noise_sigma, weights)
     moved = np.moveaxis(array, axis, 0)
-    if mode == "direct":
+    if mode == "direct" or (mode == "profile" and len(weights) == 1):
         return np.moveaxis(moved[::factor].copy(), 0, axis)
-    weights = slice_profile(factor, blur_fwhm).astype(array.dtype)
+    if mode == "profile":
+        noise_sigma = 0.0
+    else:
+        weights = slice_profile(factor, blur_fwhm)
+    weights = np.asarray(weights, dtype=array.dtype)
     indices = _tap_indices(length, factor, weights.size)
     # Only the kept positions are filtered: r times less work than filtering, then sampling.
     result = weights[0] * moved[indices[:, 0]]
@@ -171,6 +177,7 @@ def degrade_z(
     blur_fwhm: float = 1.0,
     noise_sigma: float = 0.01,
     rng: np.random.Generator | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Degrade a (z, y, x) volume along z: the low-resolution volume V_down of section 3.2.1.
 
@@ -180,9 +187,8 @@ def degrade_z(
     array = np.asarray(array)
     if array.ndim != 3:
         raise ValueError(f"expected a (z, y, x) volume, got shape {array.shape}")
-    return degrade_axis(
-        array, factor, 0, mode=mode, blur_fwhm=blur_fwhm, noise_sigma=noise_sigma, rng=rng
-    )
+    return degrade_axis(array, factor, 0, mode=mode, blur_fwhm=blur_fwhm,
+                        noise_sigma=noise_sigma, rng=rng, weights=weights)
 
 
 def degrade_axis_torch(
@@ -194,6 +200,7 @@ def degrade_axis_torch(
     blur_fwhm: float = 1.0,
     noise_sigma: float = 0.01,
     generator: torch.Generator | None = None,
+    weights: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Torch version of :func:`degrade_axis` for any dimension ``dim``; runs on the tensor's device.
 
@@ -206,11 +213,14 @@ def degrade_axis_torch(
         raise ValueError(f"expected a floating-point tensor, got {tensor.dtype}")
     dim = _normalise_axis(dim, tensor.ndim)
     length = tensor.shape[dim]
-    _check_arguments(length, factor, mode, blur_fwhm, noise_sigma)
+    _check_arguments(length, factor, mode, blur_fwhm, noise_sigma, weights)
     moved = tensor.movedim(dim, 0)
-    if mode == "direct":
+    if mode == "direct" or (mode == "profile" and len(weights) == 1):
         return moved[::factor].movedim(0, dim).clone()
-    weights = slice_profile(factor, blur_fwhm).tolist()
+    if mode == "profile":
+        noise_sigma, weights = 0.0, np.asarray(weights, dtype=float).tolist()
+    else:
+        weights = slice_profile(factor, blur_fwhm).tolist()
     indices = torch.as_tensor(_tap_indices(length, factor, len(weights)), device=tensor.device)
     result = weights[0] * moved[indices[:, 0]]
     for tap in range(1, len(weights)):
@@ -232,6 +242,7 @@ def degrade_z_torch(
     blur_fwhm: float = 1.0,
     noise_sigma: float = 0.01,
     generator: torch.Generator | None = None,
+    weights: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Degrade a batch of (B, L, H, W) crops along L, for training on the GPU.
 
@@ -247,6 +258,7 @@ def degrade_z_torch(
         blur_fwhm=blur_fwhm,
         noise_sigma=noise_sigma,
         generator=generator,
+        weights=weights,
     )
 
 

@@ -1,7 +1,8 @@
 """Evaluation against ground truth, as in the paper's Tables 1-4.
 
-A thin-slice scan is taken as ground truth, degraded along z (one slice in r kept, or blurred,
-subsampled and noised), and the model is trained on the degraded scan ONLY: the ground truth
+A thin-slice scan is taken as ground truth, degraded along z (one slice in r kept; blurred,
+subsampled and noised; or each thick slice the average over a box or a Gaussian as thick as the
+new spacing, as a scanner makes them), and the model is trained on the degraded scan ONLY: the ground truth
 never reaches training. The synthesis is then compared with the ground truth, next to classical
 interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (section 4.1).
 """
@@ -21,12 +22,14 @@ import numpy as np
 from napari_xview.baselines import BASELINES, interpolate_z
 from napari_xview.config import (
     DEFAULT_PRESET,
+    SIMULATIONS,
     ModelConfig,
     TrainConfig,
     default_train_config,
 )
 from napari_xview.degrade import degrade_z
 from napari_xview.metrics import evaluate_volume
+from napari_xview.profiles import profile_kernel
 from napari_xview.volume import Volume, from_unit, to_unit
 
 #: Rows of the table: the classical baselines, each view, their combinations (Table 4).
@@ -40,6 +43,10 @@ VIEW_ROWS = {
 FUSED_ROW = "Fused, eq. (7)"
 #: The result of a model without SInt-A (``views="pixelwise"``): the mean of PInt-C and PInt-S.
 PIXELWISE_FUSED_ROW = "Fused, (PInt-C + PInt-S) / 2"
+#: The result with the acquired slices put back, and with them re-estimated by the networks
+#: (the fused row is one of the two, by the rule of ``engine.synthesis.keeps_input_slices``).
+KEPT_ROW = "Fused, acquired slices kept"
+REESTIMATED_ROW = "Fused, acquired slices re-estimated"
 
 
 @dataclass
@@ -93,20 +100,39 @@ def simulate_thick_slices(ground_truth: Volume, factor: int, degradation: str, *
                           window: tuple[float, float] = (-1024.0, 3072.0)) -> tuple[Volume, Volume]:
     """The degraded scan (slice spacing r * dz) and the ground truth on its output grid.
 
-    The ground truth is cropped to ``r * (l' - 1) + 1`` slices, the grid the synthesis fills.
-    Noise is added on the [0, 1] window scale, as in training.
+    ``degradation`` is one of :data:`~napari_xview.config.SIMULATIONS`: "direct" and
+    "blur-noise" (section 4.1; noise added on the [0, 1] window scale, as in training), or
+    "box" / "gaussian": each thick slice the mean of the ground truth over a box, or under a
+    Gaussian, whose width (FWHM) is the new spacing ``r * dz``, centred on slice ``r * i``.
+    The thick scan states its slice thickness, as a DICOM series would: the ground truth's
+    own for "direct", the profile's FWHM otherwise. The ground truth is cropped to
+    ``r * (l' - 1) + 1`` slices, the grid the synthesis fills.
     """
+    if degradation not in SIMULATIONS:
+        raise ValueError(f"degradation must be one of {SIMULATIONS}, got {degradation!r}")
     unit = to_unit(ground_truth.array, window)
-    low = degrade_z(unit, factor, mode=degradation, blur_fwhm=blur_fwhm,
-                    noise_sigma=noise_sigma, rng=np.random.default_rng(seed))
     dz, dy, dx = ground_truth.spacing
+    if degradation in ("box", "gaussian"):
+        low = degrade_z(unit, factor, mode="profile",
+                        weights=profile_kernel(degradation, factor * dz, dz))
+        thickness = factor * dz
+    else:
+        low = degrade_z(unit, factor, mode=degradation, blur_fwhm=blur_fwhm,
+                        noise_sigma=noise_sigma, rng=np.random.default_rng(seed))
+        thickness = ground_truth.thickness if degradation == "direct" else blur_fwhm * factor * dz
     affine = np.array(ground_truth.affine, dtype=float)
     affine[:3, 0] *= factor
     thick = Volume(from_unit(low, window).astype(np.float32), (dz * factor, dy, dx), affine,
-                   source=None)
+                   source=None, slice_thickness=thickness)
     n_out = factor * (low.shape[0] - 1) + 1
     truth = ground_truth.with_array(np.asarray(ground_truth.array[:n_out], np.float32))
     return thick, truth
+
+
+def training_degradation(simulation: str) -> str:
+    """The training degradation that goes with a simulation by default: the same one for the
+    paper's two ("direct", "blur-noise"), the scan's own profile for "box" and "gaussian"."""
+    return simulation if simulation in ("direct", "blur-noise") else "profile"
 
 
 def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
@@ -122,7 +148,8 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
         As for :class:`~napari_xview.engine.Trainer`. The training degradation model is
         ``train_config.degradation``; the evaluation's is ``degradation``.
     degradation : str
-        "direct" or "blur-noise": how the thick-slice input is simulated (section 4.1).
+        How the thick-slice input is simulated: "direct" or "blur-noise" (section 4.1), "box"
+        or "gaussian" (:func:`simulate_thick_slices`).
     on_event : callable, optional
         Receives every training event (for progress display).
     """
@@ -151,10 +178,12 @@ def evaluate_command(args) -> int:
     from napari_xview.cli import load_inputs, model_config_from, run_training, train_config_from
     from napari_xview.engine import Trainer, save_model
 
+    if args.factor is None:
+        raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
     truth_volume = (_sample_ground_truth(args.factor) if args.sample
                     else load_inputs([args.input], sample=False)[0])
     model_config = model_config_from(args)
-    train_config = train_config_from(args, degradation=args.degradation)
+    train_config = train_config_from(args, degradation=training_degradation(args.degradation))
 
     # the same steps as evaluate(), with the command line's progress bar around training
     thick, truth = simulate_thick_slices(
@@ -180,8 +209,11 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
     """Synthesize ``thick`` with ``model`` and score every method against ``truth``."""
     from napari_xview.engine import synthesize
 
+    from napari_xview.engine.synthesis import keeps_input_slices
+
     factor, window = model.factor, model.config.window
-    result = synthesize(thick, model, device=train_config.device, views=True)
+    result = synthesize(thick, model, device=train_config.device, views=True,
+                        keep_input_slices=False)
     seconds = {"training": training_seconds, "synthesis": result.seconds}
     rows: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
@@ -196,7 +228,12 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
             combined = np.mean([views[view] for view in members], axis=0)
             rows[name] = evaluate_volume(combined, truth.array, factor, window=window)
     fused_row = FUSED_ROW if model.has_axial else PIXELWISE_FUSED_ROW
-    rows[fused_row] = evaluate_volume(result.fused.array, truth.array, factor, window=window)
+    reestimated = result.fused.array
+    kept = reestimated.copy()
+    kept[::factor] = np.clip(thick.array, *window)
+    rows[REESTIMATED_ROW] = evaluate_volume(reestimated, truth.array, factor, window=window)
+    rows[KEPT_ROW] = evaluate_volume(kept, truth.array, factor, window=window)
+    rows[fused_row] = rows[KEPT_ROW if keeps_input_slices(model) else REESTIMATED_ROW]
     settings = {"model": model.config.to_dict(), "train": train_config.to_dict(),
                 "input_shape": list(thick.shape), "truth_shape": list(truth.shape),
                 "steps": steps}

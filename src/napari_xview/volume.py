@@ -91,6 +91,10 @@ class Volume:
         y -> A, x -> R), the same grid a NIfTI file with a diagonal affine describes.
     source : str or None
         Where the volume was read from; :func:`save_volume` never writes over it.
+    slice_thickness : float or None
+        Nominal thickness of each slice along z in mm (the FWHM of its slice profile, DICOM
+        SliceThickness), when the file states it; None when it does not, and then
+        :attr:`thickness` takes it equal to the spacing (contiguous slices).
 
     Raises
     ------
@@ -103,10 +107,17 @@ class Volume:
     spacing: tuple[float, float, float]
     affine: np.ndarray | None = None
     source: str | None = None
+    slice_thickness: float | None = None
 
     def __post_init__(self) -> None:
         self.array = validate_array(self.array)
         self.spacing = _validate_spacing(self.spacing)
+        if self.slice_thickness is not None:
+            thickness = float(self.slice_thickness)
+            if not (np.isfinite(thickness) and thickness > 0):
+                raise VolumeError(f"slice thickness must be a positive number of mm, got "
+                                  f"{self.slice_thickness!r}")
+            self.slice_thickness = thickness
         if self.affine is None:
             self.affine = grid_affine(self.spacing)
         else:
@@ -118,6 +129,15 @@ class Volume:
     def shape(self) -> tuple[int, int, int]:
         """``(nz, ny, nx)``."""
         return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def thickness(self) -> float:
+        """Slice thickness in mm: the stated one, or the slice spacing when none is stated."""
+        return self.spacing[0] if self.slice_thickness is None else self.slice_thickness
+
+    def with_thickness(self, thickness: float | None) -> Volume:
+        """The same volume with another stated slice thickness (None: unstated)."""
+        return Volume(self.array, self.spacing, self.affine, self.source, thickness)
 
     @property
     def directions(self) -> np.ndarray:
@@ -154,7 +174,8 @@ class Volume:
         Returns
         -------
         Volume
-            Same ``source`` as this one (so it is still protected from being overwritten).
+            Same ``source`` as this one (so it is still protected from being overwritten);
+            the same slice thickness when the z spacing is unchanged, none otherwise.
         """
         if affine is not None:
             affine = np.asarray(affine, dtype=np.float64)
@@ -166,7 +187,9 @@ class Volume:
             affine[:3, :3] = self.directions * np.asarray(spacing)
         else:
             spacing, affine = self.spacing, self.affine.copy()
-        return Volume(array, spacing, affine, self.source)
+        same_z = np.isclose(_validate_spacing(spacing)[0], self.spacing[0], rtol=1e-6)
+        return Volume(array, spacing, affine, self.source,
+                      self.slice_thickness if same_z else None)
 
     def resampled_z_grid(self, factor: int) -> tuple[tuple[float, float, float], np.ndarray]:
         """Spacing and affine of the grid with ``factor`` times more slices along z.
@@ -388,7 +411,8 @@ def from_unit(array: np.ndarray, window: Sequence[float] = DEFAULT_WINDOW) -> np
 # --------------------------------------------------------------------------------------
 
 
-def load_volume(path: str | os.PathLike, *, spacing: Sequence[float] | None = None) -> Volume:
+def load_volume(path: str | os.PathLike, *, spacing: Sequence[float] | None = None,
+                slice_thickness: float | None = None) -> Volume:
     """Read a CT volume from NIfTI, TIFF, NRRD or a DICOM series folder.
 
     Parameters
@@ -400,6 +424,9 @@ def load_volume(path: str | os.PathLike, *, spacing: Sequence[float] | None = No
     spacing : sequence of float, optional
         ``(dz, dy, dx)`` in mm overriding the spacing stored in the file (for files that
         lack it); the directions and the world position of voxel 0 are kept.
+    slice_thickness : float, optional
+        Slice thickness in mm overriding the one the file states (DICOM SliceThickness,
+        NRRD ``thicknesses``); NIfTI and TIFF state none, so it is the spacing unless given.
 
     Returns
     -------
@@ -424,6 +451,8 @@ def load_volume(path: str | os.PathLike, *, spacing: Sequence[float] | None = No
         volume = reader(path)
     if spacing is not None:
         volume = volume.with_array(volume.array, spacing=spacing)
+    if slice_thickness is not None:
+        volume = volume.with_thickness(slice_thickness)
     return volume
 
 
@@ -453,9 +482,21 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
         ) from exc
 
 
-def _finish(array: np.ndarray, affine: np.ndarray, path: Path) -> Volume:
+def _finish(array: np.ndarray, affine: np.ndarray, path: Path,
+            thickness: float | None = None) -> Volume:
     array = validate_array(array, name=f"the image in {path.name!r}")
-    return Volume(array, spacing_from_affine(affine), affine, str(path.resolve()))
+    return Volume(array, spacing_from_affine(affine), affine, str(path.resolve()),
+                  _stated_thickness(thickness))
+
+
+def _stated_thickness(value: Any) -> float | None:
+    """A thickness a header states, or None where it is missing, zero or not a number
+    (headers use 0 and NaN for "unknown")."""
+    try:
+        thickness = float(value)
+    except (TypeError, ValueError):
+        return None
+    return thickness if np.isfinite(thickness) and thickness > 0 else None
 
 
 # NIfTI --------------------------------------------------------------------------------
@@ -599,7 +640,10 @@ def _load_nrrd(path: Path) -> Volume:
     nifti_like[:3, :3] = steps.T  # column i = world step along disk axis i
     nifti_like[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
     nifti_like = _nrrd_space_to_ras(header.get("space")) @ nifti_like
-    return _finish(data.transpose(2, 1, 0), _nifti_to_ours(nifti_like), path)
+    thicknesses = np.ravel(header.get("thicknesses", []))
+    # disk axis 2 is our z (the array is transposed to (z, y, x))
+    thickness = thicknesses[2] if thicknesses.size == 3 else None
+    return _finish(data.transpose(2, 1, 0), _nifti_to_ours(nifti_like), path, thickness)
 
 
 def _nrrd_steps(header: dict, path: Path) -> np.ndarray:
@@ -637,6 +681,8 @@ def _save_nrrd(volume: Volume, path: Path) -> None:
         "space origin": nifti_affine[:3, 3],
         "kinds": ["domain", "domain", "domain"],
     }
+    if volume.slice_thickness is not None:  # disk axis 2 is our z
+        header["thicknesses"] = np.array([np.nan, np.nan, volume.slice_thickness])
     nrrd.write(str(path), np.ascontiguousarray(volume.array.transpose(2, 1, 0)), header)
 
 
@@ -654,6 +700,7 @@ class _Slice:
     orientation: np.ndarray  # ImageOrientationPatient: row direction, then column direction
     pixel_spacing: tuple[float, float]  # (between rows, between columns) = (dy, dx)
     shape: tuple[int, int]
+    thickness: float | None = None  # SliceThickness, mm
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
@@ -688,7 +735,13 @@ def _load_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     affine_lps = np.eye(4)
     affine_lps[:3, :3] = np.column_stack([normal * dz, col_dir * dy, row_dir * dx])
     affine_lps[:3, 3] = slices[0].position
-    return _finish(array, _LPS_TO_RAS @ affine_lps, folder)
+    return _finish(array, _LPS_TO_RAS @ affine_lps, folder, _series_thickness(slices))
+
+
+def _series_thickness(slices: list[_Slice]) -> float | None:
+    """The series' SliceThickness: the median of the stated ones (None if none states it)."""
+    stated = [s.thickness for s in slices if s.thickness is not None]
+    return float(np.median(stated)) if stated else None
 
 
 def _warn_if_tilted(slices: list[_Slice], normal: np.ndarray, folder: Path) -> None:
@@ -747,6 +800,7 @@ def _slice_of(header: Any, path: Path) -> _Slice:
         orientation=np.asarray(header.ImageOrientationPatient, dtype=np.float64),
         pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
         shape=(int(header.Rows), int(header.Columns)),
+        thickness=_stated_thickness(getattr(header, "SliceThickness", None)),
     )
 
 

@@ -7,7 +7,9 @@ The axial plane holds it, with pixels of typically 0.5 to 1 mm. As in self-super
 through-plane methods for MRI (SMORE, ECLARE), an axial slice is resampled so that its rows are
 spaced ``dz / r`` apart (the spacing PInt must produce), degraded along the rows by r with the
 same degradation model as z (so its rows end up ``dz`` apart, like the slices of the scan), and
-PInt learns to restore it. Transposing the slice lets both in-plane axes serve; flipping the
+PInt learns to restore it. With the "profile" degradation the rows are averaged by the scan's
+own slice profile before they are thinned (:mod:`napari_xview.profiles`), so PInt learns to
+turn the scan's thick slices, not point samples, into thin ones. Transposing the slice lets both in-plane axes serve; flipping the
 rows makes the pairs symmetric along z, as coronal and sagittal images are read both ways.
 """
 
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from napari_xview.config import TrainConfig
 from napari_xview.degrade import degrade_axis_torch
 from napari_xview.engine.sampling import window_start
+from napari_xview.profiles import SliceGeometry
 
 
 def inplane_fine_enough(spacing: Sequence[float], factor: int) -> bool:
@@ -62,6 +65,9 @@ class InplanePairSampler:
         ``(l, h, w)`` volumes on the [0, 1] scale (CPU).
     spacings : list of tuple
         ``(dz, dy, dx)`` of each volume, in mm.
+    geometries : list of SliceGeometry, optional
+        Each volume's slice geometry; its profile on the ``dz / r`` grid degrades the rows
+        when ``config.degradation`` is "profile" (required then).
     config : TrainConfig
         ``inplane_images`` pairs per step, ``crop_slices`` rows of the degraded image,
         ``patch_size`` columns, ``central_size`` and the degradation model.
@@ -76,13 +82,20 @@ class InplanePairSampler:
     """
 
     def __init__(self, volumes: Sequence[torch.Tensor], spacings: Sequence[Sequence[float]],
-                 config: TrainConfig, factor: int):
+                 config: TrainConfig, factor: int,
+                 geometries: Sequence[SliceGeometry] | None = None):
         self.factor = factor
         self.config = config
+        self.by_profile = config.degradation == "profile"
+        if self.by_profile and geometries is None:
+            raise ValueError("the 'profile' degradation needs each volume's slice geometry")
+        if geometries is None:
+            geometries = [None] * len(volumes)
         self.slices: list[tuple[torch.Tensor, float, float, float]] = []
+        self.kernels: list = []
         rows_low = config.crop_slices
         self.target_rows = factor * (rows_low - 1) + 1
-        for volume, spacing in zip(volumes, spacings, strict=True):
+        for volume, spacing, geometry in zip(volumes, spacings, geometries, strict=True):
             if not inplane_fine_enough(spacing, factor):
                 continue
             dz, dy, dx = (float(s) for s in spacing)
@@ -90,6 +103,7 @@ class InplanePairSampler:
             extent = min((volume.shape[1] - 1) * dy, (volume.shape[2] - 1) * dx)
             if math.floor(extent / (dz / factor)) + 1 >= self.target_rows:
                 self.slices.append((volume, dy, dx, dz / factor))
+                self.kernels.append(geometry.kernel(factor) if self.by_profile else None)
         if not self.slices:
             finest = min(max(s[1], s[2]) / s[0] for s in spacings)
             raise ValueError(
@@ -98,8 +112,9 @@ class InplanePairSampler:
                 f"{finest:.3f} * dz")
         self.columns = config.patch_size
 
-    def _resampled_slice(self, generator: torch.Generator) -> torch.Tensor:
-        """A random axial slice, maybe transposed, with rows dz / r apart (anti-aliased)."""
+    def _resampled_slice(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """A random axial slice, maybe transposed, with rows dz / r apart (anti-aliased), and
+        the index of its volume among the usable ones."""
         index = int(torch.randint(len(self.slices), (1,), generator=generator))
         volume, dy, dx, target_spacing = self.slices[index]
         image = volume[int(torch.randint(volume.shape[0], (1,), generator=generator))]
@@ -108,7 +123,7 @@ class InplanePairSampler:
         resampled = resample_rows(image, target_spacing / dy)
         if bool(torch.randint(2, (1,), generator=generator)):
             resampled = resampled.flip(0)
-        return resampled
+        return resampled, index
 
     def _crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``target_rows`` x ``columns``, the columns from the centre region (as the z-crops
@@ -120,11 +135,20 @@ class InplanePairSampler:
 
     def sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(degraded (N, 1, l, P), target (N, 1, r (l - 1) + 1, P))`` for N pairs."""
-        targets = []
+        targets, sources = [], []
         for _ in range(self.config.inplane_images):
-            targets.append(self._crop(self._resampled_slice(generator), generator))
+            image, source = self._resampled_slice(generator)
+            targets.append(self._crop(image, generator))
+            sources.append(source)
         width = min(t.shape[1] for t in targets)
         target = torch.stack([t[:, :width] for t in targets])[:, None]
+        if self.by_profile:
+            # each pair thickened by the profile of the scan it came from
+            degraded = torch.cat([
+                degrade_axis_torch(target[i:i + 1], self.factor, 2, mode="profile",
+                                   weights=self.kernels[source])
+                for i, source in enumerate(sources)])
+            return degraded, target
         degraded = degrade_axis_torch(target, self.factor, 2, mode=self.config.degradation,
                                       blur_fwhm=self.config.blur_fwhm,
                                       noise_sigma=self.config.noise_sigma, generator=generator)

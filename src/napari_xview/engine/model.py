@@ -18,6 +18,7 @@ from torch import nn
 from napari_xview import __version__
 from napari_xview.config import ModelConfig
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
+from napari_xview.profiles import SliceGeometry
 from napari_xview.volume import publish
 
 #: Identifies our checkpoints; bumped when the layout of the file changes incompatibly.
@@ -33,12 +34,15 @@ class CheckpointError(ValueError):
 class XViewModel:
     """SInt-A and the shared PInt network (section 3.1), bound to one :class:`ModelConfig`.
 
-    ``sint`` is None for a model with ``views="pixelwise"`` (PInt alone).
+    ``sint`` is None for a model with ``views="pixelwise"`` (PInt alone). ``geometry`` is the
+    slice geometry (spacing, thickness, profile) of the scan the model learnt to undo; None for
+    an untrained model or a checkpoint written before it was recorded.
     """
 
     config: ModelConfig
     sint: SliceInterpNet | None
     pint: PixelInterpNet
+    geometry: SliceGeometry | None = None
 
     @classmethod
     def create(cls, config: ModelConfig) -> XViewModel:
@@ -114,6 +118,8 @@ def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None
         "model_config": model.config.to_dict(),
         "model_state": model.state_dict(),
     }
+    if model.geometry is not None:
+        payload["geometry"] = model.geometry.to_dict()
     if train_state is not None:
         payload["train_state"] = train_state
     return payload
@@ -176,6 +182,12 @@ def model_from_checkpoint(payload: dict[str, Any]) -> XViewModel:
             from error
     model = XViewModel.create(config)
     model.load_state_dict(payload["model_state"])
+    if "geometry" in payload:
+        try:
+            model.geometry = SliceGeometry.from_dict(payload["geometry"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"the slice geometry in the checkpoint is invalid: {error}") \
+                from error
     return model
 
 

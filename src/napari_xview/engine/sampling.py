@@ -13,7 +13,23 @@ from collections.abc import Sequence
 import torch
 
 from napari_xview.config import TrainConfig
+from napari_xview.profiles import SliceGeometry
 from napari_xview.volume import Volume, to_unit
+
+
+def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:
+    """The slice geometry that ``config``'s degradation model assumes for ``volume``.
+
+    "profile" reads the scan's own thickness (the stated one, else its spacing) with the
+    shape ``config.slice_profile``; "direct" is a point profile; "blur-noise" a Gaussian of
+    FWHM ``blur_fwhm * dz`` (section 4.1's blur, as it acts at the scan's scale).
+    """
+    dz = volume.spacing[0]
+    if config.degradation == "profile":
+        return SliceGeometry(dz, volume.thickness, config.slice_profile)
+    if config.degradation == "blur-noise":
+        return SliceGeometry(dz, config.blur_fwhm * dz, "gaussian")
+    return SliceGeometry(dz, 0.0, "point")
 
 
 def volumes_to_unit(volumes: Sequence[Volume], window: tuple[float, float]) -> list[torch.Tensor]:
@@ -72,9 +88,14 @@ class CropSampler:
         ``slices`` and ``patch`` ask for smaller crops than configured (never larger than the
         volumes allow).
         """
+        return self.sample_indexed(generator, slices, patch)[0]
+
+    def sample_indexed(self, generator: torch.Generator, slices: int | None = None,
+                       patch: int | None = None) -> tuple[torch.Tensor, list[int]]:
+        """:meth:`sample`, and the index of the volume each crop came from (same draws)."""
         slices = self.slices if slices is None else min(slices, self.slices)
         patch = self.patch if patch is None else min(patch, self.patch)
-        crops = []
+        crops, sources = [], []
         for _ in range(self.batch_size):
             index = int(torch.randint(len(self.volumes), (1,), generator=generator))
             volume = self.volumes[index]
@@ -82,4 +103,5 @@ class CropSampler:
             y = window_start(volume.shape[1], patch, self.central, generator)
             x = window_start(volume.shape[2], patch, self.central, generator)
             crops.append(volume[z:z + slices, y:y + patch, x:x + patch])
-        return torch.stack(crops)
+            sources.append(index)
+        return torch.stack(crops), sources

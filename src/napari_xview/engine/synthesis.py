@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from napari_xview.config import ENSEMBLE_PASSES
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
+from napari_xview.grid import is_factor_grid, resample_z
 from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
 from napari_xview.volume import Volume, to_unit
 
@@ -190,10 +192,44 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
     return sums.get("axial"), sums["coronal"], sums["sagittal"]
 
 
+def keeps_input_slices(model: XViewModel, keep_input_slices: bool | str = "auto") -> bool:
+    """The acquired-slices rule, shared by the CLI, the API and the widget.
+
+    "auto" keeps the acquired slices where they are samples of the thin grid (a model that
+    learnt point slices: "direct" degradation, or slices no thicker than the target spacing)
+    and re-estimates them where the model learnt that each acquired slice is an average over
+    a profile wider than the target spacing (a thick slice is not a thin one), as it also does
+    for a model that does not record its geometry (equation (7) as written). True or False
+    force either.
+    """
+    if keep_input_slices == "auto":
+        return model.geometry is not None and not model.geometry.blurs(model.factor)
+    if not isinstance(keep_input_slices, bool):
+        raise ValueError(f"keep_input_slices must be True, False or 'auto', got "
+                         f"{keep_input_slices!r}")
+    return keep_input_slices
+
+
+def geometry_mismatch(volume: Volume, model: XViewModel, rtol: float = 0.05) -> str | None:
+    """Why ``model`` may not fit ``volume``'s slices (spacing, or the thickness of a profile it
+    learnt), as a message; None when they agree within ``rtol`` or the model records nothing."""
+    learnt = model.geometry
+    if learnt is None:
+        return None
+    spacing_differs = not np.isclose(volume.spacing[0], learnt.spacing, rtol=rtol)
+    thickness_differs = (learnt.shape != "point"
+                         and not np.isclose(volume.thickness, learnt.thickness, rtol=rtol))
+    if not (spacing_differs or thickness_differs):
+        return None
+    return (f"this model learnt {learnt.describe()}, but this scan has "
+            f"{volume.thickness:.2f} mm slices every {volume.spacing[0]:.2f} mm: the result may "
+            f"be off; train (or fine-tune) a model on this scan")
+
+
 def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device: str = "auto",
-               views: bool = True, keep_input_slices: bool = False, amp: bool = True,
+               views: bool = True, keep_input_slices: bool | str = "auto", amp: bool = True,
                progress: Progress | None = None, num_threads: int | None = None,
-               ensemble: int = 1) -> SynthesisResult:
+               ensemble: int = 1, target_spacing: float | None = None) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
@@ -206,10 +242,11 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     views : bool
         Keep O_a, O_c, O_s and the disagreement map in the result (more memory).
-    keep_input_slices : bool
+    keep_input_slices : bool or "auto"
         Put the input slices back at z = r * i of the fused volume. Equation (7) averages
-        O_c and O_s there; this option (beyond the paper) makes the output agree exactly with
-        the measured slices.
+        O_c and O_s there; keeping them (beyond the paper) makes the output agree exactly with
+        the measured slices. "auto" (the default) keeps them only where the model learnt that
+        they are thin (:func:`keeps_input_slices`).
     amp : bool
         bfloat16 autocast on CUDA.
     progress : callable, optional
@@ -222,11 +259,20 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         flipped along every axis) or 4 (z and the in-plane axes flipped separately too). Each
         view is the mean of its passes, before equation (7); time grows in proportion. The
         disagreement map is then the spread of the averaged views, smaller than one pass's.
+    target_spacing : float, optional
+        Slice spacing of the output in mm, at least ``dz / r``: the grid of the factor is
+        interpolated linearly onto it (:mod:`napari_xview.grid`). None: ``dz / r``.
 
     Returns
     -------
     SynthesisResult
-        Volumes with spacing ``(dz / r, dy, dx)`` and an affine that overlays the input.
+        Volumes with spacing ``(dz / r, dy, dx)`` (or the target spacing) and an affine that
+        overlays the input.
+
+    Warns
+    -----
+    UserWarning
+        When the model learnt slices of another spacing or thickness than ``volume``'s.
     """
     if isinstance(model, (str, os.PathLike, Path)):
         model = load_model(model)
@@ -235,6 +281,16 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     whole_number = isinstance(ensemble, (int, np.integer)) and not isinstance(ensemble, bool)
     if not whole_number or ensemble not in ENSEMBLE_PASSES:
         raise ValueError(f"ensemble must be 1, 2 or 4 passes, got {ensemble!r}")
+    dz_fine = volume.spacing[0] / model.factor
+    if target_spacing is not None and not target_spacing >= dz_fine * (1 - 1e-6):
+        raise ValueError(
+            f"target spacing {target_spacing:g} mm is finer than this model's grid "
+            f"{volume.spacing[0]:g} / {model.factor} = {dz_fine:.4g} mm: train a model for a "
+            f"larger factor, or choose a spacing of at least {dz_fine:.4g} mm")
+    mismatch = geometry_mismatch(volume, model)
+    if mismatch:
+        warnings.warn(mismatch, stacklevel=2)
+    keep = keeps_input_slices(model, keep_input_slices)
     started = time.perf_counter()
     if num_threads is not None:
         configure_cpu_threads(num_threads)
@@ -247,7 +303,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
                                                      progress)
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
-    if keep_input_slices:
+    if keep:
         fused[::factor] = unit
     spacing, affine = volume.resampled_z_grid(factor)
     low, high = window
@@ -262,11 +318,17 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         unit_array += np.float32(offset)
         return Volume(unit_array, spacing, affine)
 
-    return SynthesisResult(
+    result = SynthesisResult(
         fused=as_volume(fused),
         axial=as_volume(axial) if views and axial is not None else None,
         coronal=as_volume(coronal) if views else None,
         sagittal=as_volume(sagittal) if views else None,
         disagreement=as_volume(spread, offset=0.0) if views else None,
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
     )
+    if target_spacing is not None and not is_factor_grid(volume.spacing[0], factor,
+                                                         target_spacing):
+        for name, fine in result.layers():
+            setattr(result, name, resample_z(fine, target_spacing))
+    result.seconds = time.perf_counter() - started
+    return result

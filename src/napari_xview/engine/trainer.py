@@ -44,7 +44,7 @@ from napari_xview.engine.model import (
     read_checkpoint,
     save_model,
 )
-from napari_xview.engine.sampling import CropSampler, volumes_to_unit
+from napari_xview.engine.sampling import CropSampler, training_geometry, volumes_to_unit
 from napari_xview.losses import consistency_loss, internal_loss, total_objective
 from napari_xview.views import (
     as_view_images,
@@ -96,10 +96,16 @@ class Trainer:
         volume_list = [volumes] if isinstance(volumes, Volume) else list(volumes)
         unit_volumes = volumes_to_unit(volume_list, self.model_config.window)
         self.sampler = CropSampler(unit_volumes, self.config, self.model_config.factor)
+        #: The slice geometry each scan is taken to have: what the degradation simulates.
+        self.geometries = [training_geometry(v, self.config) for v in volume_list]
+        self._internal_kernels = [g.internal_kernel(self.model_config.factor)
+                                  for g in self.geometries]
         self.inplane = self._inplane_sampler(unit_volumes, [v.spacing for v in volume_list])
 
         torch.manual_seed(self.config.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
+        # a model knows the scan it learnt (the first one of a collection)
+        self.model.geometry = self.geometries[0]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
@@ -114,7 +120,7 @@ class Trainer:
             return None
         try:
             return InplanePairSampler(unit_volumes, spacings, self.config,
-                                      self.model_config.factor)
+                                      self.model_config.factor, self.geometries)
         except ValueError as reason:
             warnings.warn(f"{reason}; training with the paper's recipe instead", stacklevel=3)
             return None
@@ -275,10 +281,9 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         # PInt alone on in-plane pairs needs no crops of the scan itself
         if self.model.has_axial or self.recipe != "inplane-only":
-            crops = self.sampler.sample(self.generator)  # (B, L, P, P) on the CPU, [0, 1]
-            low = degrade_z_torch(crops, self.model_config.factor,
-                                  mode=self.config.degradation, blur_fwhm=self.config.blur_fwhm,
-                                  noise_sigma=self.config.noise_sigma, generator=self.generator)
+            # (B, L, P, P) on the CPU, [0, 1]
+            crops, sources = self.sampler.sample_indexed(self.generator)
+            low = self._degrade_z(crops, sources)
             crops, low = crops.to(self.device), low.to(self.device)
             terms = self._internal_terms(low, crops, axial=self.model.has_axial,
                                          pixelwise=self.recipe != "inplane-only")
@@ -304,6 +309,18 @@ class Trainer:
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(total.detach())
         return values
+
+    def _degrade_z(self, crops: torch.Tensor, sources: list[int]) -> torch.Tensor:
+        """V_down of section 3.2.1 for each crop: by the configured degradation, or with
+        "profile" by the profile that makes its scan's slices r times thicker."""
+        if self.config.degradation != "profile":
+            return degrade_z_torch(crops, self.model_config.factor,
+                                   mode=self.config.degradation, blur_fwhm=self.config.blur_fwhm,
+                                   noise_sigma=self.config.noise_sigma, generator=self.generator)
+        return torch.cat([
+            degrade_z_torch(crops[i:i + 1], self.model_config.factor, mode="profile",
+                            weights=self._internal_kernels[source])
+            for i, source in enumerate(sources)])
 
     def _line_subsets(self, height: int, width: int) -> tuple[Any, Any]:
         """Rows y (coronal images) and columns x (sagittal images) that PInt sees this step.
