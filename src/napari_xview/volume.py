@@ -887,8 +887,9 @@ def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(temporary, path)
 
 
-def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``volume`` to NIfTI, TIFF (ImageJ spacing metadata) or NRRD, atomically.
+def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False,
+                format: str | None = None) -> Path:
+    """Write ``volume`` to NIfTI, TIFF (ImageJ spacing metadata), NRRD or DICOM, atomically.
 
     The data go to a temporary file in the destination folder, which then replaces the
     destination in one ``os.replace``: a reader never sees half a file and a failed write
@@ -903,6 +904,9 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     overwrite : bool
         Replace an existing file. Even then ``volume.source``, the file the volume was read
         from, is never written over.
+    format : {None, "dicom"}
+        None: by suffix. "dicom": ``path`` is the folder of a new DICOM series, see
+        :func:`napari_xview.dicom_writer.save_dicom_series`.
 
     Returns
     -------
@@ -918,6 +922,12 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     VolumeError
         For an unsupported suffix.
     """
+    if format == "dicom":
+        from napari_xview.dicom_writer import save_dicom_series
+
+        return save_dicom_series(volume, path, overwrite=overwrite)
+    if format is not None:
+        raise VolumeError(f"format must be None (chosen by suffix) or 'dicom', got {format!r}")
     path = Path(path).expanduser().resolve()
     writer = _writer_for(path)
     _check_destination(volume, path, overwrite)
