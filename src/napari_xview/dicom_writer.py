@@ -146,22 +146,26 @@ def stored_values(array: np.ndarray) -> tuple[np.ndarray, str, str]:
     values are kept to within half the slope (0.05 HU for a CT range of about 6500 HU).
     """
     low, high = float(array.min()), float(array.max())
-    whole = np.issubdtype(array.dtype, np.integer) or bool(np.all(array == np.rint(array)))
+    # slice by slice from here on: temporaries of one slice, not of the volume
+    whole = np.issubdtype(array.dtype, np.integer) or all(
+        bool(np.all(image == np.rint(image))) for image in array)
     if whole and low >= _INT16.min and high <= _INT16.max:
         return array.astype(np.int16, copy=False), "1", "0"
     if whole and high - low <= _INT16.max - _INT16.min:
-        intercept = int(low) - int(_INT16.min)
-        stored = (array.astype(np.int64) - intercept).astype(np.int16)
-        return stored, "1", str(intercept)
-    span = max(high - low, abs(high + low) * 1e-6, 1e-6)
-    slope = _nice_step(span / 65000.0)
-    slope_ds = _ds(slope)
-    intercept_ds = _ds(round((high + low) / 2.0 / float(slope_ds)) * float(slope_ds))
-    stored = np.rint((array.astype(np.float64) - float(intercept_ds)) / float(slope_ds))
-    if stored.min() < _INT16.min or stored.max() > _INT16.max:
-        raise VolumeError(f"values in [{low:g}, {high:g}] cannot be stored as DICOM int16 "
-                          f"with slope {slope_ds}; save as NIfTI instead")
-    return stored.astype(np.int16), slope_ds, intercept_ds
+        slope_ds, intercept_ds = "1", str(int(low) - int(_INT16.min))
+    else:
+        span = max(high - low, abs(high + low) * 1e-6, 1e-6)
+        slope_ds = _ds(_nice_step(span / 65000.0))
+        intercept_ds = _ds(round((high + low) / 2.0 / float(slope_ds)) * float(slope_ds))
+    stored = np.empty(array.shape, np.int16)
+    for k, image in enumerate(array):
+        # with the slope and intercept as written, so that a reader computes the same HU
+        values = np.rint((image.astype(np.float64) - float(intercept_ds)) / float(slope_ds))
+        if values.min() < _INT16.min or values.max() > _INT16.max:
+            raise VolumeError(f"values in [{low:g}, {high:g}] cannot be stored as DICOM int16 "
+                              f"with slope {slope_ds}; save as NIfTI instead")
+        stored[k] = values
+    return stored, slope_ds, intercept_ds
 
 
 def _nice_step(minimum: float) -> float:
