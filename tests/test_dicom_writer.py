@@ -228,3 +228,14 @@ def test_a_folder_of_several_series_is_an_ambiguous_reference(tmp_path, synthesi
         save_dicom_series(volume, tmp_path / "out", reference=mixed)
     out = save_dicom_series(volume, tmp_path / "out", reference=mixed / "0.dcm")
     assert str(read_series(out)[0].PatientID) == "P-0042"
+
+
+def test_missing_pydicom_gives_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    from napari_xview.volume import VolumeError
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
+    with pytest.raises(VolumeError, match=r"writing DICOM.*pip install napari-xview\[dicom\]"):
+        save_dicom_series(make_phantom(shape=(4, 8, 8)), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -30,13 +30,7 @@ from typing import Any
 import numpy as np
 
 from napari_xview import __version__
-from napari_xview.volume import (
-    Volume,
-    VolumeError,
-    _optional_import,
-    default_file_mode,
-    is_dicom_file,
-)
+from napari_xview.volume import Volume, VolumeError, default_file_mode, is_dicom_file
 
 #: Attributes copied from the input series when it was DICOM: patient, study, frame of
 #: reference, and what a viewer needs to show the series like its source.
@@ -109,7 +103,11 @@ def save_dicom_series(volume: Volume, folder: str | os.PathLike, *,
     chosen by :func:`stored_values`: integer HU are kept exactly; float HU to within half
     the slope.
     """
-    pydicom = _optional_import("pydicom", "pydicom", "dicom", "DICOM")
+    try:
+        import pydicom
+    except ImportError as exc:
+        raise VolumeError("writing DICOM needs the pydicom package: pip install "
+                          "napari-xview[dicom]") from exc
     folder = Path(folder).expanduser().resolve()
     explicit = reference is not None
     reference_path = Path(reference).expanduser().resolve() if explicit else None
