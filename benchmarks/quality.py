@@ -24,8 +24,8 @@ import torch
 from napari_xview.baselines import BASELINES, interpolate_z
 from napari_xview.config import (
     DEFAULT_PRESET,
-    ENSEMBLE_PASSES,
     DEGRADATIONS,
+    ENSEMBLE_PASSES,
     RECIPES,
     SIMULATIONS,
     SLICE_PROFILES,

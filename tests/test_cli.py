@@ -158,3 +158,81 @@ def test_outputs_get_ordinary_file_permissions(scan, tmp_path):
     os.umask(umask)
     for written in (model, out):
         assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+
+
+# ------------------------------------------------------------- output formats, dtype, axes
+@pytest.fixture
+def untrained_model(tmp_path):
+    from napari_xview.config import ModelConfig
+    from napari_xview.engine import XViewModel, save_model
+
+    torch.manual_seed(0)
+    return save_model(XViewModel.create(ModelConfig(factor=2, preset="custom", **TINY)),
+                      tmp_path / "untrained.pt")
+
+
+def test_synthesize_writes_a_dicom_series_and_chooses_the_dtype(scan, tmp_path, untrained_model):
+    pytest.importorskip("pydicom")
+    path, volume = scan
+    series = tmp_path / "series"
+    assert cli.main(["synthesize", str(path), "--model", str(untrained_model), "-o", str(series),
+                     "--format", "dicom", "--dtype", "int16"]) == 0
+    fine = load_volume(series)
+    assert fine.shape == (13, 24, 24) and fine.array.dtype == np.int16
+    np.testing.assert_allclose(fine.origin, volume.origin, atol=1e-5)
+    out = tmp_path / "fine.nii.gz"
+    assert cli.main(["synthesize", str(path), "--model", str(untrained_model), "-o", str(out),
+                     "--dtype", "float32"]) == 0
+    assert load_volume(out).array.dtype == np.float32
+    np.testing.assert_array_equal(fine.array, np.rint(load_volume(out).array))
+    with pytest.raises(SystemExit):  # the series exists
+        cli.main(["synthesize", str(path), "--model", str(untrained_model), "-o", str(series),
+                  "--format", "dicom"])
+
+
+def test_a_dicom_output_never_goes_into_the_input_folder(tmp_path, untrained_model, capsys):
+    pytest.importorskip("pydicom")
+    volume = make_phantom(shape=(5, 16, 16), spacing=(5.0, 1.0, 1.0))
+    source = save_volume(volume, tmp_path / "series", format="dicom")
+    for target in (source, source / "derived", tmp_path):
+        with pytest.raises(SystemExit):
+            cli.main(["synthesize", str(source), "--model", str(untrained_model), "-o",
+                      str(target), "--format", "dicom", "--overwrite"])
+        assert "napari-xview: error:" in capsys.readouterr().err
+    assert len(list(source.iterdir())) == 5
+
+
+def test_run_writes_the_views_as_dicom_series(scan, tmp_path):
+    pytest.importorskip("pydicom")
+    path, _ = scan
+    out, views = tmp_path / "fused", tmp_path / "views"
+    assert cli.main(["run", str(path), "--factor", "2", *FAST, "-o", str(out), "--format",
+                     "dicom", "--views", str(views)]) == 0
+    assert load_volume(out).shape == (13, 24, 24)
+    assert sorted(p.name for p in views.iterdir()) == ["coronal", "disagreement", "sagittal"]
+    import pydicom
+
+    first = pydicom.dcmread(str(next((views / "coronal").iterdir())))
+    assert "x2 coronal" in first.SeriesDescription
+
+
+def test_a_volume_with_its_slices_on_another_axis_needs_reorient(tmp_path, untrained_model,
+                                                                 capsys):
+    from napari_xview.volume import Volume
+
+    volume = make_phantom(shape=(7, 24, 20), spacing=(5.0, 1.0, 1.0))
+    affine = volume.affine.copy()
+    affine[:, :3] = volume.affine[:, [1, 2, 0]]
+    stored = Volume(np.ascontiguousarray(volume.array.transpose(1, 2, 0)), (1.0, 1.0, 5.0),
+                    affine)
+    path = save_volume(stored, tmp_path / "sideways.nii.gz")
+    out = tmp_path / "fine.nii.gz"
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", str(path), "--model", str(untrained_model), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert "(1, 1, 5) mm" in err and "--reorient" in err
+    assert cli.main(["synthesize", str(path), "--model", str(untrained_model), "-o", str(out),
+                     "--reorient"]) == 0
+    fine = load_volume(out)
+    assert fine.shape == (13, 24, 20)
+    assert fine.spacing == pytest.approx((2.5, 1.0, 1.0))

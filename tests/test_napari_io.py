@@ -10,6 +10,7 @@ from napari_xview._napari._io import (
     layer_data,
     sample_phantom,
     volume_from_layer_data,
+    write_dicom,
     write_nifti,
     write_tiff,
 )
@@ -80,6 +81,26 @@ def test_writers_refuse_the_source_file(nifti_path):
         write_nifti(str(nifti_path), data, kwargs)
 
 
+def test_dicom_writer_copies_the_source_series_patient_and_names_the_factor(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    folder = _write_dicom_series(tmp_path / "input", _ct_slices(), 5.0 * np.arange(6),
+                                 slope=1.0)
+    data, kwargs, _ = get_reader(str(folder))(str(folder))[0]
+    assert data.dtype == np.int16
+    kwargs = {**kwargs, "scale": (2.5, 0.8, 0.7),  # a result layer at r = 2
+              "metadata": {**kwargs["metadata"], "factor": 2}}
+    fine = np.repeat(data, 2, axis=0)[:11]
+    [written] = write_dicom(str(tmp_path / "fine.dcm"), fine, kwargs)
+    volume = load_volume(written)
+    np.testing.assert_array_equal(volume.array, fine)
+    assert volume.spacing == pytest.approx((2.5, 0.8, 0.7))
+    first = pydicom.dcmread(str(next(iter(sorted((tmp_path / "fine.dcm").iterdir())))))
+    assert first.StudyInstanceUID == "1.2.826.0.1.3680043.8.498.2"  # the input's study
+    assert "x2" in first.SeriesDescription
+    with pytest.raises(FileExistsError, match="input"):
+        write_dicom(str(folder), fine, kwargs)
+
+
 @pytest.mark.parametrize(
     ("data", "meta", "message"),
     [
@@ -146,3 +167,13 @@ def test_viewer_saves_the_layer_scale_as_spacing(make_napari_viewer, tmp_path):
     volume = load_volume(written)
     assert volume.spacing == pytest.approx((1.25, 0.8, 0.8))
     np.testing.assert_allclose(volume.origin, layer.translate, atol=1e-4)
+
+
+@pytest.mark.gui
+def test_viewer_saves_a_layer_as_a_dicom_series_folder(make_napari_viewer, tmp_path):
+    pytest.importorskip("pydicom")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.arange(4 * 8 * 8, dtype=np.int16).reshape(4, 8, 8), scale=(2, 1, 1))
+    [written] = viewer.layers.save(str(tmp_path / "series.dcm"), plugin="napari-xview")
+    assert len(list((tmp_path / "series.dcm").iterdir())) == 4
+    np.testing.assert_array_equal(load_volume(written).array, viewer.layers[0].data)

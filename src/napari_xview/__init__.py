@@ -21,6 +21,8 @@ _LAZY = {
     "Volume": "napari_xview.volume",
     "load_volume": "napari_xview.volume",
     "save_volume": "napari_xview.volume",
+    "save_dicom_series": "napari_xview.dicom_writer",
+    "reorient_slice_axis": "napari_xview.axes",
     "make_phantom": "napari_xview.sample",
     "ModelConfig": "napari_xview.config",
     "TrainConfig": "napari_xview.config",
@@ -34,13 +36,16 @@ _LAZY = {
 
 __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "__version__",
-    "Volume", "load_volume", "save_volume", "make_phantom",
+    "Volume", "load_volume", "save_volume", "save_dicom_series", "reorient_slice_axis",
+    "make_phantom",
     "ModelConfig", "TrainConfig", "train_config_for",
     "train", "synthesize", "load_model", "save_model", "evaluate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from napari_xview.axes import reorient_slice_axis
     from napari_xview.config import ModelConfig, TrainConfig, train_config_for
+    from napari_xview.dicom_writer import save_dicom_series
     from napari_xview.engine import load_model, save_model, synthesize, train
     from napari_xview.evaluate import evaluate
     from napari_xview.sample import make_phantom

@@ -29,6 +29,7 @@ from napari_xview.config import (
     TrainConfig,
     train_config_for,
 )
+from napari_xview.intensity import OUTPUT_DTYPES
 
 #: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError,
@@ -47,10 +48,6 @@ def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
                             (" (several, or a folder of volumes)" if many else ""))
     group.add_argument("--sample", action="store_true",
                        help="use the generated CT phantom (5 mm slices) instead of a file")
-    parser.add_argument("--slice-thickness", type=float, metavar="MM",
-                        help="slice thickness of the input in mm (default: what the file "
-                             "states, DICOM SliceThickness or NRRD thicknesses, else the slice "
-                             "spacing)")
 
 
 def _add_output_grid(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +121,26 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     ablation.add_argument("--no-memory", action="store_true", help="without the memory bank")
 
 
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slice-thickness", type=float, metavar="MM",
+                        help="slice thickness of the input in mm (default: what the file "
+                             "states, DICOM SliceThickness or NRRD thicknesses, else the slice "
+                             "spacing)")
+    parser.add_argument("--reorient", action="store_true",
+                        help="move the coarsest axis (the thick slices) to axis 0 first, for "
+                             "files that store their slices along another axis")
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("auto", "dicom"), default="auto",
+                        help="auto: by the suffix of -o (.nii.gz, .nii, .tif, .nrrd); dicom: "
+                             "-o is a folder for a new DICOM series (patient and study "
+                             "copied from a DICOM input)")
+    parser.add_argument("--dtype", choices=OUTPUT_DTYPES, default="auto",
+                        help="auto: int16 for an integer input (DICOM, int16 NIfTI or NRRD), "
+                             "float32 otherwise")
+
+
 ENSEMBLE_HELP = ("self-ensemble passes: 1 (the paper), 2 or 4 flips of the volume averaged; "
                  "slightly lower error, 2 or 4 times the synthesis time (default 1)")
 
@@ -138,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="learn from thick-slice scans; write a model")
     _add_input(train, many=True)
+    _add_input_options(train)
     _add_training_options(train)
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a stopped run")
     train.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
@@ -152,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_grid(synth)
     synth.add_argument("--views", metavar="DIR",
                        help="also write axial, coronal, sagittal and disagreement volumes here")
-    synth.add_argument("-o", "--output", required=True, help="output volume (.nii.gz, .tif, ...)")
+    synth.add_argument("-o", "--output", required=True,
+                       help="output volume (.nii.gz, .tif, ...) or, with --format dicom, folder")
     synth.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_input_options(synth)
+    _add_output_options(synth)
 
     run = commands.add_parser("run", help="train on a scan, then synthesize it")
     _add_input(run)
@@ -163,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-model", metavar="PATH", help="also keep the trained model")
     run.add_argument("-o", "--output", required=True)
     run.add_argument("--overwrite", action="store_true")
+    _add_input_options(run)
+    _add_output_options(run)
 
     evaluate = commands.add_parser(
         "evaluate", help="treat a scan as ground truth: degrade, train on the degraded scan only, "
@@ -209,11 +232,14 @@ def train_config_from(args: argparse.Namespace, degradation: str | None = None) 
     return train_config_for(args.preset, seed=args.seed, device=args.device, **overrides)
 
 
-def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None):
+def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None,
+                reorient: bool = False):
     """The volumes named on the command line: files, DICOM folders, or folders of volumes.
 
-    ``slice_thickness`` overrides the thickness the files state.
+    ``slice_thickness`` overrides the thickness the files state; with ``reorient`` each
+    volume's coarsest axis is moved to axis 0 (``--reorient``).
     """
+    from napari_xview.axes import reorient_slice_axis
     from napari_xview.sample import make_phantom
     from napari_xview.volume import load_volume
 
@@ -225,6 +251,8 @@ def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: floa
             if path.is_dir() else []
         # a folder of volume files is a training set; any other folder is one DICOM series
         volumes.extend(load_volume(p) for p in (files or [path]))
+    if reorient:
+        volumes = [reorient_slice_axis(volume) for volume in volumes]
     if slice_thickness is not None:
         volumes = [volume.with_thickness(slice_thickness) for volume in volumes]
     return volumes
@@ -263,17 +291,27 @@ def resolve_factor(args: argparse.Namespace, volumes) -> None:
 KEEP_CHOICES = {"auto": "auto", "keep": True, "re-estimate": False}
 
 
-def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = ()) -> None:
+def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = (),
+                      output_format: str = "auto") -> None:
     """Fail before hours of training rather than after, if the output cannot be written.
 
-    The input is never overwritten, ``--overwrite`` or not.
+    The input is never overwritten, ``--overwrite`` or not; a DICOM series folder may
+    neither hold the input nor lie inside a DICOM input folder.
     """
     path = Path(path).expanduser().resolve()
     for source in inputs:
-        if source and Path(source).expanduser().resolve() == path:
+        if not source:
+            continue
+        source = Path(source).expanduser().resolve()
+        if source == path:
             raise FileExistsError(f"{path} is the input: napari-xview never overwrites its "
                                   f"input, choose another output")
-    if path.exists() and not overwrite:
+        if output_format == "dicom" and (path in source.parents or (
+                source.is_dir() and source in path.parents)):
+            raise FileExistsError(f"{path} holds or lies inside the input {source}: choose a "
+                                  "DICOM output folder elsewhere")
+    taken = path.exists() and (not path.is_dir() or any(path.iterdir()))
+    if taken and not overwrite:
         raise FileExistsError(f"{path} exists: choose another output or pass --overwrite")
 
 
@@ -345,30 +383,45 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
     result = synthesize(volume, model, device=args.device, views=bool(args.views),
                         keep_input_slices=KEEP_CHOICES[args.acquired_slices],
                         ensemble=args.ensemble, target_spacing=args.target_spacing,
+                        output_dtype=args.dtype,
                         progress=lambda fraction, message: bar.update(fraction, message))
     bar.close(f"{result.seconds:.1f} s")
     return result
 
 
-def write_result(result, output: str, views_dir: str | None, overwrite: bool) -> None:
+def write_result(result, output: str, views_dir: str | None, overwrite: bool,
+                 output_format: str = "auto", factor: int | None = None) -> None:
+    """The fused volume to ``output``, the other volumes to ``views_dir`` (same format).
+
+    With ``output_format="dicom"`` each volume is a DICOM series folder (``views_dir/axial``
+    and so on) whose SeriesDescription names the synthesis, the factor and the view.
+    """
+    from napari_xview.dicom_writer import save_dicom_series
     from napari_xview.volume import save_volume
 
+    def save(volume, target, name: str) -> Path:
+        if output_format != "dicom":
+            return save_volume(volume, target, overwrite=overwrite)
+        view = "" if name == "fused" else f" {name}"
+        description = f"napari-xview synthesis x{factor}{view}, {volume.spacing[0]:g} mm"
+        return save_dicom_series(volume, target, description=description, factor=factor,
+                                 overwrite=overwrite)
+
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    written = [save_volume(result.fused, output, overwrite=overwrite)]
+    written = [save(result.fused, output, "fused")]
     if views_dir:
-        suffix = "".join(Path(output).suffixes) or ".nii.gz"
+        suffix = "" if output_format == "dicom" else "".join(Path(output).suffixes) or ".nii.gz"
         Path(views_dir).mkdir(parents=True, exist_ok=True)
         for name, volume in result.layers():
             if name != "fused":
-                target = Path(views_dir) / f"{name}{suffix}"
-                written.append(save_volume(volume, target, overwrite=overwrite))
+                written.append(save(volume, Path(views_dir) / f"{name}{suffix}", name))
     for path in written:
         sys.stderr.write(f"wrote {path}\n")
 
 
 # --------------------------------------------------------------------------- commands
 def command_train(args: argparse.Namespace) -> int:
-    volumes = load_inputs(args.input, args.sample, args.slice_thickness)
+    volumes = load_inputs(args.input, args.sample, args.slice_thickness, args.reorient)
     resolve_factor(args, volumes)
     trainer = make_trainer(args, volumes, checkpoint_path=args.output)
     report_inputs(volumes)
@@ -380,22 +433,22 @@ def command_train(args: argparse.Namespace) -> int:
 def command_synthesize(args: argparse.Namespace) -> int:
     from napari_xview.engine import load_model
 
-    check_output_free(args.output, args.overwrite, [args.input])
+    check_output_free(args.output, args.overwrite, [args.input], args.format)
     (volume,) = load_inputs([args.input] if args.input else None, args.sample,
-                            args.slice_thickness)
+                            args.slice_thickness, args.reorient)
     model = load_model(args.model)
     report_inputs([volume])
     result = synthesize_with_progress(volume, model, args)
-    write_result(result, args.output, args.views, args.overwrite)
+    write_result(result, args.output, args.views, args.overwrite, args.format, model.factor)
     return 0
 
 
 def command_run(args: argparse.Namespace) -> int:
     from napari_xview.engine import save_model
 
-    check_output_free(args.output, args.overwrite, [args.input])
+    check_output_free(args.output, args.overwrite, [args.input], args.format)
     (volume,) = load_inputs([args.input] if args.input else None, args.sample,
-                            args.slice_thickness)
+                            args.slice_thickness, args.reorient)
     resolve_factor(args, [volume])
     trainer = make_trainer(args, [volume])
     report_inputs([volume])
@@ -403,7 +456,8 @@ def command_run(args: argparse.Namespace) -> int:
     if args.save_model:
         save_model(finished.model, args.save_model)
     result = synthesize_with_progress(volume, finished.model, args)
-    write_result(result, args.output, args.views, args.overwrite)
+    write_result(result, args.output, args.views, args.overwrite, args.format,
+                 finished.model.factor)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 A thin-slice scan is taken as ground truth, degraded along z (one slice in r kept; blurred,
 subsampled and noised; or each thick slice the average over a box or a Gaussian as thick as the
-new spacing, as a scanner makes them), and the model is trained on the degraded scan ONLY: the ground truth
-never reaches training. The synthesis is then compared with the ground truth, next to classical
+new spacing, as a scanner makes them), and the model is trained on the degraded scan ONLY: the
+ground truth never reaches training. The synthesis is then compared with the ground truth, next
+to classical
 interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (section 4.1).
 """
 
@@ -208,7 +209,6 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
           *, training_seconds: float, steps: int) -> EvaluationReport:
     """Synthesize ``thick`` with ``model`` and score every method against ``truth``."""
     from napari_xview.engine import synthesize
-
     from napari_xview.engine.synthesis import keeps_input_slices
 
     factor, window = model.factor, model.config.window

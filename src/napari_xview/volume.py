@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from napari_xview.config import DEFAULT_WINDOW
+from napari_xview.intensity import rescaled, stack_rescaled
 
 #: Suffixes (lower case) of the single-file formats, by format name.
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -507,8 +508,14 @@ def _load_nifti(path: Path) -> Volume:
 
     with _reading(path, "NIfTI"):
         image = nib.load(str(path))
-        # dataobj applies scl_slope/scl_inter and keeps integers when there is no scaling.
-        data = np.asanyarray(image.dataobj)
+        # dataobj applies scl_slope/scl_inter and keeps integers when there is no scaling;
+        # an integer offset alone (slope 1, e.g. -1024) keeps them integer too.
+        proxy = image.dataobj
+        slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+        if slope == 1.0 and inter != 0.0 and float(inter).is_integer():
+            data = stack_rescaled([rescaled(proxy.get_unscaled(), slope, inter)])[0]
+        else:
+            data = np.asanyarray(proxy)
         nifti_affine = np.asarray(image.affine, dtype=np.float64)
     if data.ndim < 3:
         validate_array(data, name=f"the image in {path.name!r}")
@@ -719,15 +726,17 @@ def _load_dicom_file(path: Path) -> Volume:
         raise VolumeError(f"{path.name!r} is not a DICOM file (no 'DICM' signature)")
     with _reading(path, "DICOM"):
         uid = str(pydicom.dcmread(str(path), stop_before_pixels=True).SeriesInstanceUID)
-    return _load_dicom_series(path.parent, series_uid=uid)
+    # the file, not the folder, is the source: it names the series (for the DICOM writer)
+    return _load_dicom_series(path.parent, series_uid=uid, source=path)
 
 
-def _load_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
+def _load_dicom_series(folder: Path, series_uid: str | None = None,
+                       source: Path | None = None) -> Volume:
     pydicom = _optional_import("pydicom", "pydicom", "dicom", "DICOM")
     slices = _dicom_headers(folder, pydicom)
     slices = _one_series(slices, folder, series_uid)
     slices, dz = _order_slices(slices, folder)
-    array = np.stack([_hounsfield(s.path, pydicom) for s in slices])
+    array = stack_rescaled([_hounsfield(s.path, pydicom) for s in slices])
     dy, dx = slices[0].pixel_spacing
     row_dir, col_dir = slices[0].orientation[:3], slices[0].orientation[3:]
     normal = np.cross(row_dir, col_dir)
@@ -735,7 +744,8 @@ def _load_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     affine_lps = np.eye(4)
     affine_lps[:3, :3] = np.column_stack([normal * dz, col_dir * dy, row_dir * dx])
     affine_lps[:3, 3] = slices[0].position
-    return _finish(array, _LPS_TO_RAS @ affine_lps, folder, _series_thickness(slices))
+    return _finish(array, _LPS_TO_RAS @ affine_lps, source or folder,
+                   _series_thickness(slices))
 
 
 def _series_thickness(slices: list[_Slice]) -> float | None:
@@ -888,13 +898,13 @@ def _check_gaps(heights: np.ndarray, slices: list[_Slice]) -> float:
 
 
 def _hounsfield(path: Path, pydicom: Any) -> np.ndarray:
-    """Pixel data with RescaleSlope/RescaleIntercept applied (HU for CT), float32."""
+    """Pixel data with RescaleSlope/RescaleIntercept applied (HU for CT): int32 or float32."""
     with _reading(path, "DICOM"):
         dataset = pydicom.dcmread(str(path))
-        pixels = dataset.pixel_array.astype(np.float32)
+        pixels = dataset.pixel_array
     slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
-    return pixels * np.float32(slope) + np.float32(intercept)
+    return rescaled(pixels, slope, intercept)
 
 
 def _optional_import(module: str, package: str, extra: str, fmt: str) -> Any:
@@ -932,8 +942,9 @@ def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(temporary, path)
 
 
-def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``volume`` to NIfTI, TIFF (ImageJ spacing metadata) or NRRD, atomically.
+def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False,
+                format: str | None = None) -> Path:
+    """Write ``volume`` to NIfTI, TIFF (ImageJ spacing metadata), NRRD or DICOM, atomically.
 
     The data go to a temporary file in the destination folder, which then replaces the
     destination in one ``os.replace``: a reader never sees half a file and a failed write
@@ -948,6 +959,9 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     overwrite : bool
         Replace an existing file. Even then ``volume.source``, the file the volume was read
         from, is never written over.
+    format : {None, "dicom"}
+        None: by suffix. "dicom": ``path`` is the folder of a new DICOM series, see
+        :func:`napari_xview.dicom_writer.save_dicom_series`.
 
     Returns
     -------
@@ -963,6 +977,12 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     VolumeError
         For an unsupported suffix.
     """
+    if format == "dicom":
+        from napari_xview.dicom_writer import save_dicom_series
+
+        return save_dicom_series(volume, path, overwrite=overwrite)
+    if format is not None:
+        raise VolumeError(f"format must be None (chosen by suffix) or 'dicom', got {format!r}")
     path = Path(path).expanduser().resolve()
     writer = _writer_for(path)
     _check_destination(volume, path, overwrite)

@@ -157,6 +157,22 @@ def write_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     return [str(save_volume(volume, path, overwrite=True))]
 
 
+def write_dicom(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: an image layer as a new DICOM CT series in the folder ``path``.
+
+    The layer's geometry as in :func:`write_nifti`. The patient and study are copied from
+    the DICOM series the layer (or, for a synthesis result, its input) was read from
+    (``metadata["source"]``), and the description names the factor (``metadata["factor"]``);
+    other layers get an anonymous series (:func:`napari_xview.save_dicom_series`). An
+    existing folder is replaced only when it holds DICOM files alone; the input never.
+    """
+    from napari_xview.dicom_writer import save_dicom_series
+
+    factor = (meta.get("metadata") or {}).get("factor")
+    volume = volume_from_layer_data(data, meta)
+    return [str(save_dicom_series(volume, path, factor=factor, overwrite=True))]
+
+
 def volume_from_layer_data(data: Any, meta: dict[str, Any]) -> Volume:
     """The :class:`Volume` an image layer (data and state dictionary) stands for.
 

@@ -49,9 +49,9 @@ def volume_from_layer(layer: Image, spacing: Sequence[float] | None = None) -> V
     Returns
     -------
     Volume
-        The layer's data as float32 with that spacing, voxel (0, 0, 0) at the layer's
-        ``translate``, and the orientation of the file the layer was read from (as the
-        writers of :mod:`napari_xview._napari._io` do).
+        The layer's data (float32, or its integer type) with that spacing, voxel (0, 0, 0)
+        at the layer's ``translate``, and the orientation of the file the layer was read
+        from (as the writers of :mod:`napari_xview._napari._io` do).
 
     Raises
     ------
@@ -78,8 +78,8 @@ def volume_from_layer(layer: Image, spacing: Sequence[float] | None = None) -> V
     data, state, _ = layer.as_layer_data_tuple()
     # the writer's conversion: the layer's translate as origin, and the orientation of the
     # affine the reader stored in the metadata, if any
-    return volume_from_layer_data(np.asarray(data, dtype=np.float32),
-                                  {**state, "scale": spacing})
+    # integer layers stay integer, so that their results are int16 (engine.synthesize)
+    return volume_from_layer_data(np.asarray(data), {**state, "scale": spacing})
 
 
 def result_layer_name(source_name: str, kind: str) -> str:
@@ -128,9 +128,13 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
         name=result_layer_name(source.name, kind),
         scale=tuple(float(value) for value in volume.spacing),
         translate=tuple(float(value) for value in source.translate),
+        # the input's file (the DICOM writer copies its patient and study; every writer
+        # protects it) and the factor (the DICOM writer's description) travel along
         metadata={RESULT_KEY: kind, SOURCE_KEY: source.name,
                   "spacing": tuple(float(value) for value in volume.spacing),
-                  "affine": np.asarray(volume.affine, dtype=float)},
+                  "affine": np.asarray(volume.affine, dtype=float),
+                  "source": source.metadata.get("source"),
+                  "factor": round(float(source.scale[-3]) / volume.spacing[0])},
     )
     if kind == "disagreement":
         kwargs.update(colormap=disagreement_colormap(), blending="translucent",

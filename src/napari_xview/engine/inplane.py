@@ -9,8 +9,9 @@ spaced ``dz / r`` apart (the spacing PInt must produce), degraded along the rows
 same degradation model as z (so its rows end up ``dz`` apart, like the slices of the scan), and
 PInt learns to restore it. With the "profile" degradation the rows are averaged by the scan's
 own slice profile before they are thinned (:mod:`napari_xview.profiles`), so PInt learns to
-turn the scan's thick slices, not point samples, into thin ones. Transposing the slice lets both in-plane axes serve; flipping the
-rows makes the pairs symmetric along z, as coronal and sagittal images are read both ways.
+turn the scan's thick slices, not point samples, into thin ones. Transposing the slice lets
+both in-plane axes serve; flipping the rows makes the pairs symmetric along z, as coronal and
+sagittal images are read both ways.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from napari_xview.axes import check_slice_axis
 from napari_xview.config import TrainConfig
 from napari_xview.profiles import SliceGeometry
 from napari_xview.volume import Volume, to_unit
@@ -33,9 +34,15 @@ def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:
 
 
 def volumes_to_unit(volumes: Sequence[Volume], window: tuple[float, float]) -> list[torch.Tensor]:
-    """Map each volume's HU to [0, 1] by ``window`` as float32 CPU tensors (copies)."""
+    """Map each volume's HU to [0, 1] by ``window`` as float32 CPU tensors (copies).
+
+    Every volume must have its slices along axis 0 (:func:`napari_xview.axes.check_slice_axis`):
+    training learns to add slices along that axis.
+    """
     if not volumes:
         raise ValueError("no volume to train on: give at least one")
+    for volume in volumes:
+        check_slice_axis(volume, purpose="training")
     return [torch.from_numpy(to_unit(volume.array, window)) for volume in volumes]
 
 

@@ -4,6 +4,10 @@ views disagree.
 Memory stays bounded for any volume: SInt-A runs over a few slice pairs at a time (pairs are
 independent), PInt over a few coronal or sagittal images at a time, and long images are split
 along z into overlapping tiles whose centres are kept.
+
+The networks' intensity window is internal: the results are mapped back to the input's own
+range by the rule of :mod:`napari_xview.intensity` (values outside the window pass through
+from the input) and come out as int16 for an integer input, float32 otherwise.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_xview.axes import check_slice_axis
 from napari_xview.config import ENSEMBLE_PASSES
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.grid import is_factor_grid, resample_z
+from napari_xview.intensity import output_dtype_for, to_input_range
 from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
 from napari_xview.volume import Volume, to_unit
 
@@ -44,8 +50,10 @@ class SynthesisResult:
     """The synthesised volumes, all on the output grid (``r * (l - 1) + 1`` slices, HU).
 
     ``axial``, ``coronal`` and ``sagittal`` are O_a, O_c and O_s (None when views were not
-    kept); ``fused`` is O (equation (7)); ``disagreement`` is the per-voxel spread of the
-    three views in HU, high where the synthesis is least reliable.
+    kept); ``fused`` is O (equation (7)); these four hold the input's values outside the
+    network window (:mod:`napari_xview.intensity`) and share one data type (int16 or
+    float32). ``disagreement`` is the per-voxel spread of the three networks' views in HU
+    (float32, within the window), high where the synthesis is least reliable.
     """
 
     fused: Volume
@@ -229,13 +237,15 @@ def geometry_mismatch(volume: Volume, model: XViewModel, rtol: float = 0.05) -> 
 def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device: str = "auto",
                views: bool = True, keep_input_slices: bool | str = "auto", amp: bool = True,
                progress: Progress | None = None, num_threads: int | None = None,
-               ensemble: int = 1, target_spacing: float | None = None) -> SynthesisResult:
+               ensemble: int = 1, target_spacing: float | None = None,
+               output_dtype: str = "auto") -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
     ----------
     volume : Volume
-        The thick-slice scan, in HU. It is not modified.
+        The thick-slice scan, in HU, its slices along axis 0 (the coarsest axis). It is not
+        modified.
     model : XViewModel or path-like
         Trained networks, or the path of a saved model.
     device : str
@@ -247,6 +257,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         O_c and O_s there; keeping them (beyond the paper) makes the output agree exactly with
         the measured slices. "auto" (the default) keeps them only where the model learnt that
         they are thin (:func:`keeps_input_slices`).
+        Re-estimated positions take the input where it lies outside the network window (below).
     amp : bool
         bfloat16 autocast on CUDA.
     progress : callable, optional
@@ -262,22 +273,42 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     target_spacing : float, optional
         Slice spacing of the output in mm, at least ``dz / r``: the grid of the factor is
         interpolated linearly onto it (:mod:`napari_xview.grid`). None: ``dz / r``.
+    output_dtype : {"auto", "int16", "float32"}
+        Data type of the fused volume and the views: "auto" gives int16 (rounded) for an
+        integer input and float32 for a floating one; "int16" raises ValueError when the
+        values cannot fit ("auto" then falls back to float32 with a warning).
 
     Returns
     -------
     SynthesisResult
         Volumes with spacing ``(dz / r, dy, dx)`` (or the target spacing) and an affine that
-        overlays the input.
+        overlays the input; their ``source`` is the input's, so they are never saved over it.
 
     Warns
     -----
     UserWarning
         When the model learnt slices of another spacing or thickness than ``volume``'s.
+
+    Raises
+    ------
+    VolumeError
+        When axis 0 is not the coarsest axis (see :func:`napari_xview.reorient_slice_axis`).
+
+    Notes
+    -----
+    The networks work on the window ``model.config.window`` (default [-1024, 3072] HU) and
+    their results are clipped to it. The window stays internal: output slice
+    ``z = r * i + k`` takes the linear interpolation along z of the *unclipped* input,
+    ``V[i] + (k / r) (V[i + 1] - V[i])``, wherever ``V[i]`` (or, for ``k > 0``, ``V[i + 1]``)
+    lies outside the window; at ``k = 0`` that is ``V[i]`` exactly. Metal (3500 HU) and
+    padding outside the field of view (-3024 HU) therefore survive, and voxels next to metal
+    between two slices are the linear interpolation of their neighbours (docs/io.md).
     """
     if isinstance(model, (str, os.PathLike, Path)):
         model = load_model(model)
     if volume.shape[0] < 2:
         raise ValueError("synthesis needs at least two slices")
+    check_slice_axis(volume)
     whole_number = isinstance(ensemble, (int, np.integer)) and not isinstance(ensemble, bool)
     if not whole_number or ensemble not in ENSEMBLE_PASSES:
         raise ValueError(f"ensemble must be 1, 2 or 4 passes, got {ensemble!r}")
@@ -297,33 +328,36 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     torch_device = resolve_device(device)
     model.to(torch_device).eval()
     window, factor = model.config.window, model.factor
+    dtype = output_dtype_for(output_dtype, volume.array, window)
     unit = to_unit(volume.array, window)
 
     with torch.inference_mode():
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
                                                      progress)
+    del unit  # the pass-through below reads the unclipped input instead
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
-    if keep:
-        fused[::factor] = unit
     spacing, affine = volume.resampled_z_grid(factor)
-    low, high = window
-
-    def as_volume(unit_array: np.ndarray, offset: float = low) -> Volume:
-        # in place, to keep memory at the output arrays: the networks' outputs may overshoot
-        # the window slightly; values outside it cannot have been learnt (inputs are clipped
-        # to it), so they are clipped back before the mapping to HU
-        if offset == low:
-            np.clip(unit_array, 0.0, 1.0, out=unit_array)
-        unit_array *= np.float32(high - low)
-        unit_array += np.float32(offset)
-        return Volume(unit_array, spacing, affine)
-
+    results = {"fused": fused, "axial": axial if views else None,
+               "coronal": coronal if views else None, "sagittal": sagittal if views else None}
+    # one reference per array from here on, so each network output is freed once converted
+    del fused, axial, coronal, sagittal
+    volumes: dict[str, Volume | None] = {}
+    for name in ("fused", "axial", "coronal", "sagittal"):
+        unit_array = results.pop(name)
+        if unit_array is None:
+            volumes[name] = None
+            continue
+        # in place where the result is float32, to keep memory at the output arrays
+        array = to_input_range(unit_array, volume.array, window, factor, dtype,
+                               keep_input_slices=keep and name == "fused",
+                               slab_voxels=CHUNK_VOXELS)
+        del unit_array
+        volumes[name] = Volume(array, spacing, affine, volume.source)
+    if views:
+        spread *= np.float32(window[1] - window[0])  # a spread in HU: no offset, no clipping
     result = SynthesisResult(
-        fused=as_volume(fused),
-        axial=as_volume(axial) if views and axial is not None else None,
-        coronal=as_volume(coronal) if views else None,
-        sagittal=as_volume(sagittal) if views else None,
-        disagreement=as_volume(spread, offset=0.0) if views else None,
+        **volumes,
+        disagreement=Volume(spread, spacing, affine, volume.source) if views else None,
         seconds=0.0,
     )
     if target_spacing is not None and not is_factor_grid(volume.spacing[0], factor,
