@@ -341,6 +341,7 @@ def _write_dicom_series(
     intercept=-1024.0,
     name="slice",
     origin=(-50.0, -60.0, 0.0),
+    thickness=5.0,
 ):
     """Write ``hu[k]`` as one CT file at ``origin + heights[k] * normal`` (shuffled names)."""
     import pydicom
@@ -366,7 +367,8 @@ def _write_dicom_series(
         ds.ImageOrientationPatient = list(orientation)
         ds.ImagePositionPatient = list(np.asarray(origin) + height * normal)
         ds.PixelSpacing = [0.8, 0.7]  # between rows, between columns
-        ds.SliceThickness = 5.0
+        if thickness is not None:
+            ds.SliceThickness = thickness
         ds.Rows, ds.Columns = hu.shape[1:]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
@@ -587,3 +589,35 @@ def test_2d_nrrd_is_rejected(tmp_path):
     nrrd.write(str(tmp_path / "flat.nrrd"), np.zeros((8, 8), np.int16))
     with pytest.raises(VolumeError, match="2-D"):
         load_volume(tmp_path / "flat.nrrd")
+
+
+@pytest.mark.parametrize(("heights", "thickness", "expected"), [
+    (np.arange(6) * 5.0, 5.0, 5.0),    # contiguous: 5 mm every 5 mm
+    (np.arange(6) * 2.5, 5.0, 5.0),    # overlapping reconstruction: 5 mm every 2.5 mm
+    (np.arange(6) * 10.0, 1.0, 1.0),   # gapped (sequential HRCT): 1 mm every 10 mm
+    (np.arange(6) * 5.0, None, None),  # no SliceThickness: unstated, taken as the spacing
+])
+def test_dicom_slice_thickness_is_read_beside_the_spacing(tmp_path, heights, thickness, expected):
+    pytest.importorskip("pydicom")
+    folder = _write_dicom_series(tmp_path / "s", _ct_slices(), heights, thickness=thickness)
+    volume = load_volume(folder)
+    assert volume.spacing[0] == pytest.approx(heights[1])
+    assert volume.slice_thickness == (None if expected is None else pytest.approx(expected))
+    assert volume.thickness == pytest.approx(heights[1] if expected is None else expected)
+    assert load_volume(folder, slice_thickness=3.0).thickness == 3.0
+
+
+def test_nrrd_thickness_round_trips_and_nifti_states_none(tmp_path):
+    pytest.importorskip("nrrd")
+    volume = _volume().with_thickness(4.0)
+    assert load_volume(save_volume(volume, tmp_path / "v.nrrd")).slice_thickness == 4.0
+    nifti = load_volume(save_volume(volume, tmp_path / "v.nii.gz"))
+    assert nifti.slice_thickness is None and nifti.thickness == volume.spacing[0]
+
+
+def test_slice_thickness_must_be_positive_and_follows_the_z_spacing():
+    with pytest.raises(VolumeError, match="slice thickness must be a positive"):
+        _volume().with_thickness(0.0)
+    volume = _volume().with_thickness(4.0)
+    assert volume.with_array(volume.array).slice_thickness == 4.0
+    assert volume.with_array(volume.array, spacing=(1.0, 0.8, 0.75)).slice_thickness is None

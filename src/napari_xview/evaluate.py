@@ -4,8 +4,7 @@ A thin-slice scan is taken as ground truth, degraded along z (one slice in r kep
 subsampled and noised; or each thick slice the average over a box or a Gaussian as thick as the
 new spacing, as a scanner makes them), and the model is trained on the degraded scan ONLY: the
 ground truth never reaches training. The synthesis is then compared with the ground truth, next
-to classical
-interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (section 4.1).
+to classical interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (section 4.1).
 """
 
 from __future__ import annotations
