@@ -344,3 +344,32 @@ def test_the_loss_plot_redraws_at_a_bounded_rate(qtbot):
     assert len(legend_lines) == 2  # one per key: the trend; the raw values behind, unlabelled
     plot.clear()
     assert plot.history() == {} and not plot.axes.get_lines()
+
+
+@pytest.mark.gui
+def test_slice_thickness_and_target_spacing_in_the_widget(make_napari_viewer, qtbot,
+                                                           tiny_model_config):
+    import dataclasses
+
+    from napari_xview.sample import make_phantom
+
+    viewer = make_napari_viewer()
+    # 2.5 mm slices of stated 3 mm thickness (as a DICOM series states it)
+    add_volume(viewer, make_phantom(shape=(7, 32, 32), spacing=(2.5, 0.5, 0.5))
+               .with_thickness(3.0), "scan")
+    widget = dock_widget(viewer)
+    assert widget.slice_thickness.value() == 3.0
+    assert widget.train_config().degradation == "profile"  # the default preset's
+    widget.target_spacing.setValue(1.0)  # 2.5 mm -> 1 mm: r = 3
+    assert widget.factor.value() == 3
+    assert "3 mm slices every 2.5 mm -> 1 mm (r = 3)" in widget.geometry_label.text()
+    model_config = dataclasses.replace(tiny_model_config, factor=3, views="pixelwise")
+    make_small(widget, model_config, steps=2)
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.start_training()
+    assert widget.last_error is None
+    assert widget.model.geometry.thickness == 3.0 and widget.model.geometry.spacing == 2.5
+    fused = viewer.layers["scan [fused]"]
+    assert fused.data.shape[0] == 16  # 15 mm at 1 mm, both ends included
+    np.testing.assert_allclose(fused.scale, (1.0, 0.5, 0.5))
+    np.testing.assert_allclose(fused.translate, viewer.layers["scan"].translate)

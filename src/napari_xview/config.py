@@ -337,12 +337,15 @@ class TrainConfig:
 #: pairs, 8 per step at lr 1e-3: many small steps learn more in the same time than 64 pairs
 #: per step at 3e-4, drawn from the whole slice rather than its central 256 x 256: the result
 #: covers the whole field of view, skin, arms and table included (measured on two scans that
-#: are not the benchmark's, docs/benchmarks.md).
+#: are not the benchmark's, docs/benchmarks.md), and degraded by the scan's own slice profile
+#: (thickness and shape, "profile"): on thick slices made as scanners make them it gains
+#: more than point samples do, and on point samples it is the same (docs/benchmarks.md).
 _CPU_SCHEDULE = dict(lr=3e-4, lr_decay_at=0.8, grad_clip=1.0, recipe="inplane-only")
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "lite": dict(_CPU_SCHEDULE, pint_lines=16, stage2_crop_slices=7, stage2_patch_size=64),
-    "pixelwise": dict(_CPU_SCHEDULE, inplane_images=8, lr=1e-3, central_size=None),
+    "pixelwise": dict(_CPU_SCHEDULE, inplane_images=8, lr=1e-3, central_size=None,
+                      degradation="profile"),
 }
 
 

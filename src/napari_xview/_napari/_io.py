@@ -103,7 +103,8 @@ def layer_data(volume: Volume, name: str) -> LayerData:
     -------
     tuple
         ``(array, kwargs, "image")`` with ``scale`` = spacing, ``translate`` = origin, a
-        contrast window and ``metadata`` holding ``affine``, ``spacing`` and ``source``.
+        contrast window and ``metadata`` holding ``affine``, ``spacing``, ``source`` and
+        ``slice_thickness`` (None where the file states none).
     """
     kwargs = {
         "name": name,
@@ -112,7 +113,7 @@ def layer_data(volume: Volume, name: str) -> LayerData:
         "contrast_limits": contrast_limits(volume.array),
         "colormap": "gray",
         "metadata": {"affine": volume.affine, "spacing": volume.spacing,
-                     "source": volume.source},
+                     "source": volume.source, "slice_thickness": volume.slice_thickness},
     }
     return volume.array, kwargs, "image"
 
@@ -203,7 +204,13 @@ def volume_from_layer_data(data: Any, meta: dict[str, Any]) -> Volume:
     _warn_unsaved_transforms(meta, name)
     metadata = meta.get("metadata") or {}
     affine = grid_affine(scale, translate, _directions(metadata.get("affine")))
-    return Volume(volume_array, scale, affine, source=metadata.get("source"))
+    # the thickness the file stated holds while the slices keep the spacing it came with
+    read_spacing = metadata.get("spacing")
+    thickness = metadata.get("slice_thickness")
+    if read_spacing is None or not np.isclose(float(read_spacing[0]), float(scale[0])):
+        thickness = None
+    return Volume(volume_array, scale, affine, source=metadata.get("source"),
+                  slice_thickness=thickness)
 
 
 def _directions(affine: Any) -> np.ndarray | None:

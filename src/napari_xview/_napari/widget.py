@@ -44,15 +44,18 @@ from napari_xview._napari.layers import RESULT_KINDS, add_result_layers, volume_
 from napari_xview._napari.loss_plot import LossPlot
 from napari_xview.config import (
     DEFAULT_PRESET,
+    DEGRADATIONS,
     ENSEMBLE_PASSES,
     MODEL_PRESETS,
     RECIPES,
+    SLICE_PROFILES,
     SUPPORTED_FACTORS,
     TRAIN_PRESETS,
     ModelConfig,
     TrainConfig,
     train_config_for,
 )
+from napari_xview.grid import factor_for_spacing
 
 if TYPE_CHECKING:
     import napari
@@ -157,6 +160,14 @@ class XViewWidget(QWidget):
     spacing_z, spacing_y, spacing_x : QDoubleSpinBox
         Voxel spacing in mm, read from the layer's ``scale``; an edited value is written back
         to the layer's scale when a run starts, so the results still overlay it.
+    slice_thickness : QDoubleSpinBox
+        Slice thickness in mm: what the file states (DICOM SliceThickness), editable; 0
+        ("as spacing") when it states none, and then the slice spacing is taken.
+    target_spacing : QDoubleSpinBox
+        Slice spacing of the result in mm; 0 ("dz / r") for the factor's own grid. Another
+        value sets ``factor`` to the smallest r that reaches it (:mod:`napari_xview.grid`).
+    geometry_label : QLabel
+        The input's slices and the result's grid, in words.
     factor : QSpinBox
         Upsampling factor r along z.
     preset : QComboBox
@@ -166,8 +177,8 @@ class XViewWidget(QWidget):
         "steps" or "minutes"; ``budget_steps`` / ``budget_minutes`` hold the amount.
     device : QComboBox
         "auto", "cpu" or "cuda"; ``device_used`` shows the device a run actually used.
-    gamma, n_incremental, weight_cmd, weight_memory, degradation, seed, recipe, batch_size,
-    patch_size, pint_lines, cpu_threads : Qt input widgets
+    gamma, n_incremental, weight_cmd, weight_memory, degradation, slice_profile, seed, recipe,
+    batch_size, patch_size, pint_lines, cpu_threads : Qt input widgets
         Advanced training options (folded away), the fields of
         :class:`~napari_xview.config.TrainConfig` of the same names (``cpu_threads`` is
         ``num_threads``; 0 in ``pint_lines`` or ``cpu_threads`` means None: all).
@@ -234,6 +245,8 @@ class XViewWidget(QWidget):
         self._build_result_controls()
         self._lay_out()
         self._connect_viewer()
+        for box in (self.spacing_z, self.slice_thickness, self.target_spacing, self.factor):
+            box.valueChanged.connect(self._update_geometry)
         self._refresh_layer_choices()
         self._apply_theme()
         self._update_buttons()
@@ -245,6 +258,16 @@ class XViewWidget(QWidget):
         self.input_layer.currentTextChanged.connect(self._on_input_changed)
         self.spacing_z, self.spacing_y, self.spacing_x = (self._spacing_box(axis)
                                                           for axis in "zyx")
+        self.slice_thickness = _float_box(0.0, 1000.0, 0.0, 0.5,
+                                          "Slice thickness in mm (FWHM of the slice profile): "
+                                          "as the file states it, else the slice spacing")
+        self.slice_thickness.setSpecialValueText("as spacing")
+        self.target_spacing = _float_box(0.0, 1000.0, 0.0, 0.25,
+                                         "Slice spacing of the result in mm (e.g. 1.0 for "
+                                         "2.5 mm -> 1 mm); 'dz / r' uses the factor's grid")
+        self.target_spacing.setSpecialValueText("dz / r")
+        self.geometry_label = QLabel("–")
+        self.geometry_label.setWordWrap(True)
 
     @staticmethod
     def _spacing_box(axis: str) -> QDoubleSpinBox:
@@ -300,9 +323,15 @@ class XViewWidget(QWidget):
         self.weight_memory = _float_box(0.0, 10.0, defaults.weight_memory, 0.05,
                                         "Weight of L^com + L^sep in the objective (0.1)")
         self.degradation = QComboBox()
-        self.degradation.addItems(["direct", "blur-noise"])
-        self.degradation.setToolTip("How the scan is thinned once more along z for internal "
-                                    "learning: keep one slice in r, or blur, subsample, add noise")
+        self.degradation.addItems(list(DEGRADATIONS))
+        self.degradation.setToolTip("How training pairs are thinned along z: by the scan's own "
+                                    "slice profile (profile), keeping one slice in r (direct, "
+                                    "the paper), or blur, subsample and add noise")
+        self.slice_profile = QComboBox()
+        self.slice_profile.addItems(list(SLICE_PROFILES))
+        self.slice_profile.setCurrentText(defaults.slice_profile)
+        self.slice_profile.setToolTip("Shape of the scan's slice profile (with the profile "
+                                      "degradation): box, Gaussian, or point (thin slices)")
         self.recipe = QComboBox()
         self.recipe.addItems(list(RECIPES))
         self.recipe.setToolTip('"paper": section 3.2 as written; "inplane": PInt also learns '
@@ -389,6 +418,9 @@ class XViewWidget(QWidget):
         data_box, data_form = _form_group("Input")
         data_form.addRow("Image layer", self.input_layer)
         data_form.addRow("Spacing (mm)", spacing_row)
+        data_form.addRow("Thickness (mm)", self.slice_thickness)
+        data_form.addRow("Result spacing", self.target_spacing)
+        data_form.addRow("Geometry", self.geometry_label)
 
         model_box, model_form = _form_group("Model")
         model_form.addRow("Factor r", self.factor)
@@ -402,6 +434,7 @@ class XViewWidget(QWidget):
         advanced_form.addRow("Weight L^cmd", self.weight_cmd)
         advanced_form.addRow("Weight L^com+L^sep", self.weight_memory)
         advanced_form.addRow("Degradation", self.degradation)
+        advanced_form.addRow("Slice profile", self.slice_profile)
         advanced_form.addRow("Recipe", self.recipe)
         advanced_form.addRow("Seed", self.seed)
         advanced_form.addRow("Batch size", self.batch_size)
@@ -482,7 +515,24 @@ class XViewWidget(QWidget):
         for box, value in zip((self.spacing_z, self.spacing_y, self.spacing_x), scale,
                               strict=True):
             box.setValue(float(value))
+        self.slice_thickness.setValue(layer.metadata.get("slice_thickness") or 0.0)
+        self._update_geometry()
         self._update_buttons()
+
+    def _update_geometry(self, _value=None) -> None:
+        """Follow the target spacing with the factor, and say what the slices are."""
+        dz = self.spacing_z.value()
+        thickness = self.slice_thickness.value() or dz
+        target = self.target_spacing.value()
+        try:
+            if target:
+                self.factor.setValue(factor_for_spacing(dz, target))
+            grid = target or dz / self.factor.value()
+        except ValueError as error:
+            self.geometry_label.setText(str(error))
+            return
+        self.geometry_label.setText(f"{thickness:.3g} mm slices every {dz:.3g} mm -> "
+                                    f"{grid:.3g} mm (r = {self.factor.value()})")
 
     def _apply_theme(self, _event=None) -> None:
         from napari.utils.theme import get_theme
@@ -506,6 +556,8 @@ class XViewWidget(QWidget):
         """Show the chosen preset's own recipe and number of PInt images per crop."""
         self.pint_lines.setValue(TRAIN_PRESETS[preset].get("pint_lines") or 0)
         self.recipe.setCurrentText(TRAIN_PRESETS[preset].get("recipe", TrainConfig().recipe))
+        self.degradation.setCurrentText(TRAIN_PRESETS[preset].get("degradation",
+                                                                  TrainConfig().degradation))
 
     def spacing(self) -> tuple[float, float, float]:
         """Spacing (dz, dy, dx) in mm as set in the widget.
@@ -543,6 +595,7 @@ class XViewWidget(QWidget):
             weight_cmd=self.weight_cmd.value(),
             weight_memory=self.weight_memory.value(),
             degradation=self.degradation.currentText(),
+            slice_profile=self.slice_profile.currentText(),
             recipe=self.recipe.currentText(),
             seed=self.seed.value(),
             batch_size=self.batch_size.value(),
@@ -638,6 +691,7 @@ class XViewWidget(QWidget):
             return None
         try:
             volume = volume_from_layer(layer, self.spacing())
+            volume = volume.with_thickness(self.slice_thickness.value() or None)
         except ValueError as error:
             self._fail(str(error))
             return None
@@ -734,7 +788,8 @@ class XViewWidget(QWidget):
         views = any(kind != "fused" for kind in kinds)
         worker = create_worker(_synthesize, volume, self.model, self.device.currentText(), views,
                                int(self.ensemble.currentText()),
-                               self._progress_relay.progressed.emit, _ignore_errors=True)
+                               self._progress_relay.progressed.emit,
+                               self.target_spacing.value() or None, _ignore_errors=True)
         worker.returned.connect(lambda returned: self._on_synthesized(returned, layer, kinds))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._finish_worker)
@@ -900,13 +955,18 @@ def _make_trainer(volume: Volume, model_config: ModelConfig, train_config: Train
 
 
 def _synthesize(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,
-                progress: Callable[[float, str], None]) -> tuple[SynthesisResult, str]:
-    """Run the engine's synthesis (in the worker thread); also report the device used."""
+                progress: Callable[[float, str], None], target_spacing: float | None = None
+                ) -> tuple[SynthesisResult, str]:
+    """Run the engine's synthesis (in the worker thread); also report the device used.
+
+    The acquired slices follow the engine's shared rule (``keep_input_slices="auto"``), and
+    a model of another slice geometry warns through napari's notifications.
+    """
     from napari_xview.engine import resolve_device, synthesize
 
     used = str(resolve_device(device))
     result = synthesize(volume, model, device=used, views=views, progress=progress,
-                        ensemble=ensemble)
+                        ensemble=ensemble, target_spacing=target_spacing)
     return result, used
 
 
