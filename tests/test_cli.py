@@ -236,3 +236,19 @@ def test_a_volume_with_its_slices_on_another_axis_needs_reorient(tmp_path, untra
     fine = load_volume(out)
     assert fine.shape == (13, 24, 20)
     assert fine.spacing == pytest.approx((2.5, 1.0, 1.0))
+
+
+def test_init_fine_tunes_a_trained_model_and_refuses_another_factor(scan, tmp_path, capsys):
+    path, _ = scan
+    first, tuned = tmp_path / "first.pt", tmp_path / "tuned.pt"
+    assert cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(first)]) == 0
+    assert cli.main(["train", str(path), "--factor", "2", "--init", str(first), "--steps", "1",
+                     "--batch-size", "1", "--lr", "1e-12", "-o", str(tuned)]) == 0
+    # a step of 1e-12 from the first model's weights stays at them (a fresh model would not)
+    before, after = load_model(first).pint.state_dict(), load_model(tuned).pint.state_dict()
+    for name, tensor in before.items():
+        torch.testing.assert_close(after[name], tensor, rtol=0, atol=1e-6)
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(path), "--factor", "4", "--init", str(first), *FAST,
+                  "-o", str(tmp_path / "x.pt")])
+    assert "trained for factor 2, not 4" in capsys.readouterr().err

@@ -43,7 +43,8 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".nrrd", ".nhdr")
 # --------------------------------------------------------------------------- arguments
 def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("input", nargs="*" if many else "?", default=None,
+    # an empty list as the default of "*": argparse then sees no input beside --sample
+    group.add_argument("input", nargs="*" if many else "?", default=[] if many else None,
                        help="NIfTI, TIFF, NRRD file or DICOM series folder" +
                             (" (several, or a folder of volumes)" if many else ""))
     group.add_argument("--sample", action="store_true",
@@ -78,6 +79,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--steps", type=int, help="training budget in optimisation steps")
     budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="start from this trained model (same factor) instead of new "
+                             "networks: fine-tune it on these scans")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--recipe", choices=RECIPES,
                         help="paper: section 3.2 as written; inplane: PInt also learns from "
@@ -341,6 +345,11 @@ def run_training(trainer, label: str = "train"):
     from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
     from napari_xview.progress import ProgressBar, format_seconds
 
+    if trainer.rank != 0:  # rank 0 alone reports
+        with stop_on_interrupt(trainer):
+            return next(e for e in trainer.run() if isinstance(e, Finished))
+    if trainer.world_size > 1:
+        sys.stderr.write(f"training on {trainer.world_size} processes\n")
     bar = ProgressBar(label)
     finished = None
     with stop_on_interrupt(trainer):
@@ -364,14 +373,20 @@ def run_training(trainer, label: str = "train"):
 
 def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = None,
                  checkpoint_path: str | None = None):
-    from napari_xview.engine import Trainer
+    from napari_xview.engine import Trainer, load_model
+    from napari_xview.engine.distributed import init_from_environment
 
+    init_from_environment(args.device)
     config = train_config_from(args, degradation)
     if getattr(args, "resume", None):
         resumed = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path)
         if args.steps is not None or args.minutes is not None:
             resumed.config = replace(resumed.config, steps=args.steps, minutes=args.minutes)
         return resumed
+    if getattr(args, "init", None):
+        model = load_model(args.init, factor=args.factor)
+        return Trainer(volumes, model.config, config, checkpoint_path=checkpoint_path,
+                       model=model)
     return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
 
 
@@ -426,7 +441,8 @@ def command_train(args: argparse.Namespace) -> int:
     trainer = make_trainer(args, volumes, checkpoint_path=args.output)
     report_inputs(volumes)
     finished = run_training(trainer)
-    sys.stderr.write(f"model saved to {args.output} after {finished.step} steps\n")
+    if trainer.rank == 0:
+        sys.stderr.write(f"model saved to {args.output} after {finished.step} steps\n")
     return 0
 
 
@@ -453,6 +469,8 @@ def command_run(args: argparse.Namespace) -> int:
     trainer = make_trainer(args, [volume])
     report_inputs([volume])
     finished = run_training(trainer)
+    if trainer.rank != 0:  # under torchrun, rank 0 alone synthesizes and writes
+        return 0
     if args.save_model:
         save_model(finished.model, args.save_model)
     result = synthesize_with_progress(volume, finished.model, args)
@@ -491,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"napari-xview: error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, "napari-xview: interrupted\n")
+    finally:
+        from napari_xview.engine.distributed import leave
+
+        leave()
 
 
 if __name__ == "__main__":  # pragma: no cover

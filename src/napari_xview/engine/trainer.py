@@ -27,6 +27,7 @@ from napari_xview.config import (
     default_train_config,
 )
 from napari_xview.degrade import degrade_z_torch
+from napari_xview.engine import distributed
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.events import (
     STAGE_NAMES,
@@ -40,6 +41,7 @@ from napari_xview.engine.inplane import InplanePairSampler
 from napari_xview.engine.model import (
     CheckpointError,
     XViewModel,
+    load_model,
     model_from_checkpoint,
     read_checkpoint,
     save_model,
@@ -73,6 +75,12 @@ class Trainer:
     model : XViewModel, optional
         Start from these networks instead of fresh ones (fine-tuning, or resuming).
 
+    Notes
+    -----
+    In a torch.distributed process group (``torchrun``), every rank trains the same networks
+    on its own draws and the gradients are averaged each step
+    (:mod:`napari_xview.engine.distributed`); rank 0 alone writes checkpoints.
+
     Examples
     --------
     >>> trainer = Trainer(volume, ModelConfig.from_preset("lite", 4), TrainConfig(steps=500))
@@ -90,7 +98,8 @@ class Trainer:
         if model is not None and model.config != self.model_config:
             raise ValueError("model and model_config describe different networks")
         configure_cpu_threads(self.config.num_threads)
-        self.device = resolve_device(self.config.device)
+        self.rank, self.world_size = distributed.world()
+        self.device = resolve_device(distributed.device_for_rank(self.config.device))
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
 
         volume_list = [volumes] if isinstance(volumes, Volume) else list(volumes)
@@ -106,8 +115,13 @@ class Trainer:
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
         # a model knows the scan it learnt (the first one of a collection)
         self.model.geometry = self.geometries[0]
+        if self.world_size > 1:  # every rank starts from rank 0's networks
+            distributed.broadcast_parameters(
+                self.model.parameters(),
+                [b for module in self.model.modules() for b in module.buffers()])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
+        # each rank its own crops: a seed of its own (rank 0 draws what one process draws)
+        self.generator = torch.Generator().manual_seed(self._rank_seed(0))
         self.step = 0
         self.elapsed_s = 0.0
         self._stop_requested = threading.Event()
@@ -153,16 +167,29 @@ class Trainer:
         trainer._restore(state)
         return trainer
 
+    def _rank_seed(self, step: int) -> int:
+        """Seed of this rank's generator: the configured seed on rank 0 of a fresh run."""
+        return self.config.seed + 1_000_003 * self.rank + step
+
     def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
+        per_rank = state.get("rng_per_rank")
+        if self.world_size == 1:
+            self.generator.set_state(state["rng"])
+        elif per_rank is not None and len(per_rank) == self.world_size:
+            self.generator.set_state(per_rank[self.rank])
+        else:  # another number of processes: fresh draws, different from the ones before
+            self.generator.manual_seed(self._rank_seed(self.step))
+        torch.set_rng_state(state["torch_rng"])
 
     def training_state(self) -> dict[str, Any]:
-        """Everything beyond the weights that resuming needs (all ``weights_only``-safe)."""
-        return {
+        """Everything beyond the weights that resuming needs (all ``weights_only``-safe).
+
+        In a process group every rank must call it (the generators' states are gathered).
+        """
+        state = {
             "config": self.config.to_dict(),
             "step": self.step,
             "elapsed_s": self.elapsed_s,
@@ -170,10 +197,17 @@ class Trainer:
             "rng": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+        if self.world_size > 1:
+            state["rng_per_rank"] = distributed.gather_states(self.generator.get_state())
+            state["world_size"] = self.world_size
+        return state
 
     def save(self, path: str | Path) -> Path:
-        """Write a resumable checkpoint atomically."""
-        return save_model(self.model, path, self.training_state())
+        """Write a resumable checkpoint atomically (rank 0 alone writes; every rank calls)."""
+        state = self.training_state()
+        if self.rank == 0:
+            save_model(self.model, path, state)
+        return Path(path)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -271,6 +305,12 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.step += 1
         self.elapsed_s += seconds
+        if self.world_size > 1:
+            # one clock and one stop for all ranks, so that all take the same number of steps
+            stop, self.elapsed_s = distributed.agree(self._stop_requested.is_set(),
+                                                     self.elapsed_s, self.device)
+            if stop:
+                self._stop_requested.set()
         steps_per_second = 1.0 / seconds if seconds > 0 else 0.0
         return Step(stage, self.step, self.config.total_steps, losses, lr, steps_per_second,
                     self.elapsed_s, self._eta(steps_per_second), self.fraction())
@@ -303,6 +343,8 @@ class Trainer:
                 f"resume from an earlier checkpoint")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.world_size > 1:
+            distributed.average_gradients(self.model.parameters())
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -420,10 +462,26 @@ class Trainer:
 
 
 def train(volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
-          train_config: TrainConfig | None = None, **kwargs: Any) -> Iterator[Event]:
+          train_config: TrainConfig | None = None, *,
+          init: XViewModel | str | Path | None = None, **kwargs: Any) -> Iterator[Event]:
     """Train on ``volumes`` and yield events: ``Trainer(volumes, ...).run()``.
 
-    Keyword arguments are passed to :class:`Trainer` (``checkpoint_path``, ``model``).
+    Parameters
+    ----------
+    init : XViewModel or path-like, optional
+        Start from this trained model (fine-tuning; a model trained on a collection is the
+        natural start): its networks and factor, the training settings of ``train_config``.
+    **kwargs
+        Passed to :class:`Trainer` (``checkpoint_path``).
     """
+    if init is not None:
+        model = init if isinstance(init, XViewModel) else load_model(init)
+        if model_config is not None:
+            model.check_factor(model_config.factor)
+            if model_config != model.config:
+                raise ValueError("init is a model of other sizes than model_config: leave "
+                                 "model_config out to fine-tune the model as it is")
+        kwargs["model"] = model
+        model_config = model.config
     return Trainer(volumes, model_config, train_config, **kwargs).run()
 
