@@ -25,7 +25,7 @@ from quality import central  # benchmarks/ is the script's directory
 from napari_xview.config import ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer
 from napari_xview.evaluate import score, simulate_thick_slices
-from napari_xview.volume import load_volume
+from napari_xview.io import load_volume
 
 #: Table 3's rows: (label, TrainConfig overrides, ModelConfig overrides).
 VARIANTS: dict[str, tuple[str, dict, dict]] = {

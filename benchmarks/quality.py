@@ -34,8 +34,8 @@ from napari_xview.config import (
 )
 from napari_xview.engine import Finished, Step, Trainer, synthesize
 from napari_xview.evaluate import score, simulate_thick_slices, training_degradation
+from napari_xview.io import load_volume
 from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
-from napari_xview.volume import load_volume
 
 
 def central(volume, size: int = 256):

@@ -26,8 +26,8 @@ from napari_xview.baselines import interpolate_z
 from napari_xview.config import ENSEMBLE_PASSES, ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
+from napari_xview.io import load_volume
 from napari_xview.metrics import psnr, synthesized_mask
-from napari_xview.volume import load_volume
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import torch
 from napari_xview import cli
 from napari_xview.config import MODEL_PRESETS
 from napari_xview.engine import load_model
+from napari_xview.io import load_volume, save_volume
 from napari_xview.sample import make_phantom
-from napari_xview.volume import load_volume, save_volume
 
 TINY = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8, pint_groups=1,
             pint_blocks=1, reduction=4)
@@ -218,7 +218,7 @@ def test_run_writes_the_views_as_dicom_series(scan, tmp_path):
 
 def test_a_volume_with_its_slices_on_another_axis_needs_reorient(tmp_path, untrained_model,
                                                                  capsys):
-    from napari_xview.volume import Volume
+    from napari_xview.io import Volume
 
     volume = make_phantom(shape=(7, 24, 20), spacing=(5.0, 1.0, 1.0))
     affine = volume.affine.copy()

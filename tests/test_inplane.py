@@ -9,7 +9,7 @@ import torch
 from napari_xview.config import ModelConfig, TrainConfig
 from napari_xview.engine import Step, Trainer
 from napari_xview.engine.inplane import InplanePairSampler, inplane_fine_enough
-from napari_xview.volume import Volume
+from napari_xview.io import Volume
 
 DZ, DY, DX = 4.0, 0.5, 0.5
 

@@ -19,6 +19,7 @@ from napari_xview.engine.sampling import training_geometry
 from napari_xview.engine.synthesis import geometry_mismatch, keeps_input_slices
 from napari_xview.evaluate import simulate_thick_slices, training_degradation
 from napari_xview.grid import factor_for_spacing, resample_z, target_length
+from napari_xview.io import Volume, load_volume, save_volume
 from napari_xview.profiles import (
     SliceGeometry,
     box_kernel,
@@ -27,7 +28,6 @@ from napari_xview.profiles import (
     profile_kernel,
 )
 from napari_xview.sample import make_phantom
-from napari_xview.volume import Volume, load_volume, save_volume
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

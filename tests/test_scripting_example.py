@@ -33,7 +33,7 @@ def test_the_scripting_example_runs(make_napari_viewer, monkeypatch, tmp_path,
     import napari
 
     from napari_xview.config import MODEL_PRESETS
-    from napari_xview.volume import load_volume
+    from napari_xview.io import load_volume
 
     code = example_code()
     for as_written, in_test in EDITS:

@@ -10,9 +10,9 @@ from napari_xview import reorient_slice_axis
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import ModelConfig, TrainConfig
 from napari_xview.engine import Trainer, XViewModel, synthesize
-from napari_xview.intensity import to_input_range
+from napari_xview.io import Volume, VolumeError, load_volume, save_volume
+from napari_xview.io.window import to_input_range
 from napari_xview.sample import make_phantom
-from napari_xview.volume import Volume, VolumeError, load_volume, save_volume
 
 TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
             pint_groups=1, pint_blocks=1, reduction=4)

@@ -29,7 +29,7 @@ from napari_xview.config import (
     TrainConfig,
     train_config_for,
 )
-from napari_xview.intensity import OUTPUT_DTYPES
+from napari_xview.io.window import OUTPUT_DTYPES
 
 #: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError,
@@ -240,8 +240,8 @@ def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: floa
     volume's coarsest axis is moved to axis 0 (``--reorient``).
     """
     from napari_xview.axes import reorient_slice_axis
+    from napari_xview.io import load_volume
     from napari_xview.sample import make_phantom
-    from napari_xview.volume import load_volume
 
     volumes = []
     if sample:
@@ -396,8 +396,8 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
     With ``output_format="dicom"`` each volume is a DICOM series folder (``views_dir/axial``
     and so on) whose SeriesDescription names the synthesis, the factor and the view.
     """
-    from napari_xview.dicom_writer import save_dicom_series
-    from napari_xview.volume import save_volume
+    from napari_xview.io import save_volume
+    from napari_xview.io.dicom_write import save_dicom_series
 
     def save(volume, target, name: str) -> Path:
         if output_format != "dicom":

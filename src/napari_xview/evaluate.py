@@ -28,9 +28,10 @@ from napari_xview.config import (
     default_train_config,
 )
 from napari_xview.degrade import degrade_z
+from napari_xview.io import Volume
+from napari_xview.io.window import from_unit, to_unit
 from napari_xview.metrics import evaluate_volume
 from napari_xview.profiles import profile_kernel
-from napari_xview.volume import Volume, from_unit, to_unit
 
 #: Rows of the table: the classical baselines, each view, their combinations (Table 4).
 VIEW_ROWS = {

@@ -2,7 +2,7 @@
 
 The widget is a thin layer over the Qt-free engine. It gathers plain values into a
 :class:`~napari_xview.config.ModelConfig` and a :class:`~napari_xview.config.TrainConfig`,
-turns the chosen image layer into a :class:`~napari_xview.volume.Volume`, and runs the
+turns the chosen image layer into a :class:`~napari_xview.io.Volume`, and runs the
 engine's event generator (:meth:`napari_xview.engine.Trainer.run`) in a napari thread worker.
 Events come back to the GUI thread through the worker's ``yielded`` signal and become a
 progress bar, a live loss plot and, at the end, result layers. Every control is a public
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_xview.engine import SynthesisResult, Trainer, XViewModel
-    from napari_xview.volume import Volume
+    from napari_xview.io import Volume
 
 #: Devices offered in the widget ("auto" picks CUDA, then MPS, then the CPU).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")

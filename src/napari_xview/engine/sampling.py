@@ -14,8 +14,9 @@ import torch
 
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import TrainConfig
+from napari_xview.io import Volume
+from napari_xview.io.window import to_unit
 from napari_xview.profiles import SliceGeometry
-from napari_xview.volume import Volume, to_unit
 
 
 def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:

@@ -45,6 +45,7 @@ from napari_xview.engine.model import (
     save_model,
 )
 from napari_xview.engine.sampling import CropSampler, training_geometry, volumes_to_unit
+from napari_xview.io import Volume
 from napari_xview.losses import consistency_loss, internal_loss, total_objective
 from napari_xview.views import (
     as_view_images,
@@ -52,7 +53,6 @@ from napari_xview.views import (
     coronal_upsample,
     sagittal_upsample,
 )
-from napari_xview.volume import Volume
 
 
 class Trainer:
