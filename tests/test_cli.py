@@ -80,7 +80,23 @@ def test_synthesize_with_a_self_ensemble_differs_from_one_pass(scan, tmp_path):
     assert one.shape == four.shape and np.abs(one - four).max() > 0.01
 
 
-def test_train_resumes_from_its_checkpoint(scan, tmp_path):
+@pytest.fixture
+def trainers_run(monkeypatch):
+    """The trainers the command line drives, each with the step it started from."""
+    from napari_xview.cli import commands
+
+    runs = []
+    original = commands.run_training
+
+    def spy(trainer, *args, **kwargs):
+        runs.append((trainer, trainer.step))
+        return original(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "run_training", spy)
+    return runs
+
+
+def test_train_resumes_from_its_checkpoint(scan, tmp_path, trainers_run):
     path, _ = scan
     model = tmp_path / "model.pt"
     cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
@@ -88,6 +104,31 @@ def test_train_resumes_from_its_checkpoint(scan, tmp_path):
               "-o", str(model)])
     state = torch.load(model, weights_only=True)["train_state"]
     assert state["step"] == 6
+    # a fresh run of 6 steps would also end at step 6: the second run must start at step 4
+    assert [start for _, start in trainers_run] == [0, 4]
+
+
+def test_resume_honours_the_runtime_options_of_the_command_line(scan, tmp_path,
+                                                                trainers_run):
+    path, _ = scan
+    model = tmp_path / "model.pt"
+    previous_threads = torch.get_num_threads()
+    try:
+        cli.main(["train", str(path), "--factor", "2", *FAST, "--threads", "2", "--device",
+                  "auto", "-o", str(model)])
+        cli.main(["train", str(path), "--factor", "2", "--steps", "6", "--resume", str(model),
+                  "--device", "cpu", "--threads", "1", "--checkpoint-every", "3", "--no-amp",
+                  "-o", str(model)])
+        resumed, start = trainers_run[-1]
+        assert start == 4
+        assert resumed.config.device == "cpu" and str(resumed.device) == "cpu"
+        assert resumed.config.num_threads == 1
+        assert torch.get_num_threads() == 1  # set before the run, from the command line
+        assert resumed.config.checkpoint_every == 3 and resumed.config.amp is False
+        saved = torch.load(model, weights_only=True)["train_state"]
+        assert saved["step"] == 6 and saved["config"]["num_threads"] == 1
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 @pytest.mark.parametrize(

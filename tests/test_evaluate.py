@@ -63,7 +63,7 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
 )
 def test_evaluate_command_with_each_ablation(ablation, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(MODEL_PRESETS, "lite", TINY)
-    monkeypatch.setattr("napari_xview.evaluate._sample_ground_truth",
+    monkeypatch.setattr("napari_xview.evaluate.sample_ground_truth",
                         lambda factor: make_phantom(shape=(6 * factor + 1, 24, 24),
                                                     spacing=(1.25, 0.5, 0.5)))
     out = tmp_path / "report.json"

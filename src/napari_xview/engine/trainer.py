@@ -11,10 +11,11 @@ they agree best.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +135,29 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume],
                         train_config: TrainConfig | None = None, *,
-                        checkpoint_path: str | Path | None = None) -> Trainer:
+                        checkpoint_path: str | Path | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> Trainer:
         """Continue a run where it stopped: weights, memory bank, optimiser, step and RNG.
 
-        ``train_config`` may extend the budget; by default the saved configuration is used.
-        Checkpoints go on being written to ``checkpoint_path`` (by default, ``path`` itself).
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A checkpoint written during training (it holds the training state).
+        volumes : Volume or sequence of Volume
+            The scans the run trains on.
+        train_config : TrainConfig, optional
+            Replaces the saved configuration; by default the saved one is used.
+        checkpoint_path : str or pathlib.Path, optional
+            Where checkpoints go on being written (by default, ``path`` itself).
+        overrides : mapping, optional
+            Fields of the configuration replaced before the trainer resolves them: the
+            runtime settings of this session (``device``, ``num_threads``, ``amp``,
+            ``checkpoint_every``) or a longer budget (``steps``, ``minutes``).
+
+        Returns
+        -------
+        Trainer
+            At the saved step, ready to :meth:`run`.
         """
         payload = read_checkpoint(path)
         state = payload.get("train_state")
@@ -147,6 +166,9 @@ class Trainer:
                                   f"cannot resume from it: start a new run with it as `model`")
         model = model_from_checkpoint(payload)
         config = train_config or TrainConfig.from_dict(state["config"])
+        if overrides:
+            # before __init__, which sets the threads and resolves the device from the config
+            config = dataclasses.replace(config, **overrides)
         trainer = cls(volumes, model.config, config,
                       checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
                       model=model)
