@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_xview._napari.widget import error_message, format_duration
+from napari_xview.errors import error_message
+from napari_xview.progress import format_duration
 
 TRAINING_TIMEOUT_MS = 120_000
 

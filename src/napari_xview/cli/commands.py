@@ -20,11 +20,7 @@ from napari_xview.cli.parser import (
     runtime_overrides,
     train_config_from,
 )
-
-#: Errors that mean "bad input", reported as one line. Anything else is a bug: traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError,
-               FloatingPointError)
-
+from napari_xview.errors import USER_ERRORS, error_message
 
 #: File endings that make a folder a set of volumes rather than a DICOM series.
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".nrrd", ".nhdr")
@@ -137,7 +133,7 @@ def stop_on_interrupt(trainer) -> Iterator[None]:
 def run_training(trainer, label: str = "train"):
     """Drive ``trainer.run()`` with a progress bar; returns the Finished event."""
     from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
-    from napari_xview.progress import ProgressBar, format_seconds
+    from napari_xview.progress import ProgressBar, format_duration
 
     bar = ProgressBar(label)
     finished = None
@@ -150,13 +146,13 @@ def run_training(trainer, label: str = "train"):
                 total = f"/{event.total_steps}" if event.total_steps else ""
                 bar.update(event.fraction,
                            f"step {event.step}{total} loss {event.losses['total']:.4g} "
-                           f"{event.steps_per_second:.2f} it/s ETA {format_seconds(event.eta_s)}")
+                           f"{event.steps_per_second:.2f} it/s ETA {format_duration(event.eta_s)}")
             elif isinstance(event, CheckpointSaved):
                 bar.update(trainer.fraction(), f"checkpoint {event.path}")
             elif isinstance(event, Finished):
                 finished = event
     state = "stopped" if finished.stopped else "done"
-    bar.close(f"{state}: {finished.step} steps in {format_seconds(finished.elapsed_s)}")
+    bar.close(f"{state}: {finished.step} steps in {format_duration(finished.elapsed_s)}")
     return finished
 
 
@@ -308,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = show_warning
             return COMMANDS[args.command](args)
     except USER_ERRORS as error:
-        parser.exit(2, f"napari-xview: error: {error}\n")
+        # the errors of the one policy (napari_xview.errors): one line; others: a traceback
+        parser.exit(2, f"napari-xview: error: {error_message(error)}\n")
     except KeyboardInterrupt:
         parser.exit(130, "napari-xview: interrupted\n")
