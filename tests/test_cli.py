@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model
 from napari_xview import cli
-from napari_xview.config import MODEL_PRESETS
 from napari_xview.engine import load_model
 from napari_xview.io import load_volume, save_volume
 from napari_xview.sample import make_phantom
 
-TINY = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8, pint_groups=1,
-            pint_blocks=1, reduction=4)
 FAST = ["--steps", "4", "--batch-size", "1", "--checkpoint-every", "0"]
 
 
-@pytest.fixture(autouse=True)
-def tiny_lite_preset(monkeypatch):
-    """The command line's presets, shrunk so that the tests take seconds."""
-    monkeypatch.setitem(MODEL_PRESETS, "lite", TINY)
-    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY, views="pixelwise"))
+# the command line's presets, shrunk so that the tests take seconds
+pytestmark = pytest.mark.usefixtures("tiny_presets")
 
 
 @pytest.fixture
@@ -204,11 +199,10 @@ def test_outputs_get_ordinary_file_permissions(scan, tmp_path):
 # ------------------------------------------------------------- output formats, dtype, axes
 @pytest.fixture
 def untrained_model(tmp_path):
-    from napari_xview.config import ModelConfig
     from napari_xview.engine import XViewModel, save_model
 
     torch.manual_seed(0)
-    return save_model(XViewModel.create(ModelConfig(factor=2, preset="custom", **TINY)),
+    return save_model(XViewModel.create(tiny_model(2)),
                       tmp_path / "untrained.pt")
 
 

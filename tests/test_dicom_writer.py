@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_model
 from napari_xview import save_dicom_series
-from napari_xview.config import ModelConfig
 from napari_xview.engine import XViewModel, synthesize
 from napari_xview.io import load_volume, save_volume
 from napari_xview.io.dicom_write import stored_values
@@ -17,8 +17,6 @@ from napari_xview.sample import make_phantom
 
 pydicom = pytest.importorskip("pydicom")
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
-            pint_groups=1, pint_blocks=1, reduction=4)
 PATIENT = dict(PatientName="Doe^Jane", PatientID="P-0042", PatientBirthDate="19700101",
                PatientSex="F", StudyInstanceUID="1.2.826.0.1.3680043.8.498.77",
                StudyDate="20240102", StudyTime="101500", AccessionNumber="ACC1", StudyID="S7",
@@ -86,7 +84,7 @@ def synthesised(tmp_path_factory):
     input_uids = write_input_series(root / "input", input_hu())
     volume = load_volume(root / "input")
     torch.manual_seed(0)
-    model = XViewModel.create(ModelConfig(factor=4, **TINY)).eval()
+    model = XViewModel.create(tiny_model(4)).eval()
     fused = synthesize(volume, model, device="cpu", views=False).fused
     nifti = save_volume(fused, root / "fine.nii.gz")
     series = save_dicom_series(fused, root / "fine", factor=4)
