@@ -23,9 +23,8 @@ import torch
 from quality import central  # benchmarks/ is the script's directory
 
 from napari_xview.config import ModelConfig, train_config_for
-from napari_xview.engine import Finished, Trainer
-from napari_xview.evaluate import score, simulate_thick_slices
-from napari_xview.volume import load_volume
+from napari_xview.evaluate import prepare_evaluation
+from napari_xview.io import load_volume
 
 #: Table 3's rows: (label, TrainConfig overrides, ModelConfig overrides).
 VARIANTS: dict[str, tuple[str, dict, dict]] = {
@@ -46,17 +45,10 @@ def run_variant(args: argparse.Namespace, name: str) -> dict:
     train_config = train_config_for(args.preset, minutes=args.minutes, recipe=args.recipe,
                                     degradation=args.degradation, num_threads=args.threads,
                                     seed=args.seed, checkpoint_every=0, **train_overrides)
-    thick, truth = simulate_thick_slices(load_volume(args.ground_truth), args.factor,
-                                         args.degradation, blur_fwhm=train_config.blur_fwhm,
-                                         noise_sigma=train_config.noise_sigma,
-                                         seed=train_config.seed + 1, window=model_config.window)
-    finished = None
-    for event in Trainer(thick, model_config, train_config).run():
-        if isinstance(event, Finished):
-            finished = event
-    report = score(central(thick, args.region), central(truth, args.region), finished.model,
-                   train_config, args.degradation, training_seconds=finished.elapsed_s,
-                   steps=finished.step)
+    setup = prepare_evaluation(load_volume(args.ground_truth), model_config, train_config,
+                               degradation=args.degradation)
+    finished = setup.train()
+    report = setup.score(finished, region=lambda volume: central(volume, args.region))
     return {"variant": name, "label": label, "steps": finished.step,
             "minutes": finished.elapsed_s / 60, "best_baseline": report.best_baseline(),
             "gain_db": report.gain_db(), "rows": report.rows, "fused_row": report.fused_row,

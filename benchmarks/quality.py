@@ -32,10 +32,10 @@ from napari_xview.config import (
     ModelConfig,
     train_config_for,
 )
-from napari_xview.engine import Finished, Step, Trainer, synthesize
-from napari_xview.evaluate import score, simulate_thick_slices, training_degradation
+from napari_xview.engine import Finished, Step, synthesize
+from napari_xview.evaluate import prepare_evaluation, training_degradation
+from napari_xview.io import load_volume
 from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
-from napari_xview.volume import load_volume
 
 
 def central(volume, size: int = 256):
@@ -108,17 +108,15 @@ def main() -> None:
                                     degradation=degradation, num_threads=args.threads,
                                     seed=args.seed, checkpoint_every=0, **extra)
     window = model_config.window
-    thick, truth = simulate_thick_slices(truth_volume, args.factor, args.degradation,
-                                         blur_fwhm=train_config.blur_fwhm,
-                                         noise_sigma=train_config.noise_sigma,
-                                         seed=train_config.seed + 1, window=window)
+    setup = prepare_evaluation(truth_volume, model_config, train_config,
+                               degradation=args.degradation)
+    thick, truth, trainer = setup.thick, setup.truth, setup.trainer
     print(f"thick slices: {thick.thickness:g} mm every {thick.spacing[0]:g} mm "
           f"({args.degradation}); training degradation {degradation}", flush=True)
     mask = synthesized_mask(truth.shape[0], args.factor)
     baseline_psnr = {m: psnr(interpolate_z(central(thick).array, args.factor, m),
                              central(truth).array, window=window, mask=mask) for m in BASELINES}
 
-    trainer = Trainer(thick, model_config, train_config)
     curve, next_point = [], args.curve_every
     finished, last_log = None, time.monotonic()
     for event in trainer.run():
@@ -154,8 +152,7 @@ def main() -> None:
         "ground_truth": str(args.ground_truth),
     }
     if args.final_table:
-        report = score(thick, truth, finished.model, train_config, args.degradation,
-                       training_seconds=finished.elapsed_s, steps=finished.step)
+        report = setup.score(finished)
         out["report"] = json.loads(report.to_json())
         out["markdown"] = report.to_markdown()
         print(report.to_markdown())

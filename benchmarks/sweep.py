@@ -24,10 +24,10 @@ from quality import central, parse_overrides  # benchmarks/ is the script's dire
 
 from napari_xview.baselines import interpolate_z
 from napari_xview.config import ENSEMBLE_PASSES, ModelConfig, train_config_for
-from napari_xview.engine import Finished, Trainer, synthesize
-from napari_xview.evaluate import simulate_thick_slices
+from napari_xview.engine import synthesize
+from napari_xview.evaluate import prepare_evaluation
+from napari_xview.io import load_volume
 from napari_xview.metrics import psnr, synthesized_mask
-from napari_xview.volume import load_volume
 
 
 def main() -> None:
@@ -54,13 +54,11 @@ def main() -> None:
                                     degradation=args.degradation, num_threads=1,
                                     checkpoint_every=0, **parse_overrides(args.set))
     window = model_config.window
-    thick, truth = simulate_thick_slices(load_volume(args.ground_truth), args.factor,
-                                         args.degradation, blur_fwhm=train_config.blur_fwhm,
-                                         noise_sigma=train_config.noise_sigma,
-                                         seed=train_config.seed + 1, window=window)
+    setup = prepare_evaluation(load_volume(args.ground_truth), model_config, train_config,
+                               degradation=args.degradation)
+    thick, truth, trainer = setup.thick, setup.truth, setup.trainer
     started = time.perf_counter()
-    trainer = Trainer(thick, model_config, train_config)
-    finished = next(e for e in trainer.run() if isinstance(e, Finished))
+    finished = setup.train()
     training_seconds = time.perf_counter() - started
 
     thick_region, truth_region = central(thick, args.region), central(truth, args.region)

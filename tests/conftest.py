@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny phantom and a tiny network, and a cap on torch's CPU threads.
+"""Shared fixtures and helpers: tiny networks and training settings, and a cap on torch's
+CPU threads.
+
+The tiny sizes are written once here: :data:`TINY_NETWORKS`, :func:`tiny_model`,
+:func:`tiny_train` (import them with ``from conftest import ...``) and the ``tiny_presets``
+fixture, which shrinks the presets the command line and the widget build.
 
 The whole suite runs on two shared CPU cores, so torch may use at most two threads, whose
 idle time is spent sleeping rather than spinning. Both are set through the environment
@@ -15,6 +20,33 @@ import sys
 import pytest
 
 MAX_TORCH_THREADS = 2
+
+#: Networks small enough to train a step in well under a second on a CPU.
+TINY_NETWORKS = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
+                     pint_groups=1, pint_blocks=1, reduction=4)
+
+#: Training settings of a few seconds: small crops, no checkpoints.
+TINY_TRAINING = dict(steps=6, batch_size=2, crop_slices=7, patch_size=24, central_size=32,
+                     checkpoint_every=0, lr=1e-3)
+
+
+def tiny_model(factor: int = 2, **changes):
+    """A :class:`~napari_xview.config.ModelConfig` of :data:`TINY_NETWORKS` ("custom")."""
+    from napari_xview.config import ModelConfig
+
+    return ModelConfig(factor=factor, **{"preset": "custom", **TINY_NETWORKS, **changes})
+
+
+def tiny_train(*bases: dict, **changes):
+    """A :class:`~napari_xview.config.TrainConfig` of :data:`TINY_TRAINING`, then each of
+    ``bases`` (a module's own settings) and ``changes`` on top."""
+    from napari_xview.config import TrainConfig
+
+    values = dict(TINY_TRAINING)
+    for base in bases:
+        values.update(base)
+    values.update(changes)
+    return TrainConfig(**values)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,11 +79,17 @@ def tiny_phantom():
 @pytest.fixture
 def tiny_model_config():
     """Networks small enough to train a step in well under a second on a CPU (r = 2)."""
-    from napari_xview.config import ModelConfig
+    return tiny_model(2)
 
-    return ModelConfig(factor=2, preset="custom", sint_channels=8, sint_blocks=1,
-                       memory_items=4, pint_channels=8, pint_groups=1, pint_blocks=1,
-                       reduction=4)
+
+@pytest.fixture
+def tiny_presets(monkeypatch):
+    """The "lite" and "pixelwise" presets with :data:`TINY_NETWORKS`, so that the command
+    line and the widget train in seconds."""
+    from napari_xview.config import MODEL_PRESETS
+
+    monkeypatch.setitem(MODEL_PRESETS, "lite", dict(TINY_NETWORKS))
+    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY_NETWORKS, views="pixelwise"))
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,32 @@ def test_the_engine_and_command_line_load_no_gui_toolkit():
     loaded = loaded_after("import napari_xview.engine, napari_xview.cli, napari_xview.evaluate")
     assert "torch" in loaded
     assert not loaded & GUI_MODULES
+
+
+PYPROJECT = PACKAGE.parents[1] / "pyproject.toml"
+
+
+def lint_imports(source_root: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """import-linter's contracts of pyproject.toml, run on the package under ``source_root``."""
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
+    environment = dict(os.environ, PYTHONPATH=str(source_root))
+    return subprocess.run([sys.executable, "-c", code, str(PYPROJECT)], cwd=cwd,
+                          env=environment, capture_output=True, text=True, check=False)
+
+
+def test_the_import_contracts_hold(tmp_path):
+    run = lint_imports(PACKAGE.parent, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 kept, 0 broken" in run.stdout
+
+
+def test_the_import_contracts_refuse_an_evaluate_to_cli_import(tmp_path):
+    """The contracts catch what they are for: the library importing its command line."""
+    copy = tmp_path / "src" / "napari_xview"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    evaluate = copy / "evaluate.py"
+    evaluate.write_text(evaluate.read_text() + "\nfrom napari_xview.cli import main  # noqa\n")
+    run = lint_imports(copy.parent, tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "napari_xview.evaluate is not allowed to import napari_xview.cli" in run.stdout

@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model
 from napari_xview import cli
-from napari_xview.config import MODEL_PRESETS
 from napari_xview.engine import load_model
+from napari_xview.io import load_volume, save_volume
 from napari_xview.sample import make_phantom
-from napari_xview.volume import load_volume, save_volume
 
-TINY = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8, pint_groups=1,
-            pint_blocks=1, reduction=4)
 FAST = ["--steps", "4", "--batch-size", "1", "--checkpoint-every", "0"]
 
 
-@pytest.fixture(autouse=True)
-def tiny_lite_preset(monkeypatch):
-    """The command line's presets, shrunk so that the tests take seconds."""
-    monkeypatch.setitem(MODEL_PRESETS, "lite", TINY)
-    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY, views="pixelwise"))
+# the command line's presets, shrunk so that the tests take seconds
+pytestmark = pytest.mark.usefixtures("tiny_presets")
 
 
 @pytest.fixture
@@ -80,7 +75,23 @@ def test_synthesize_with_a_self_ensemble_differs_from_one_pass(scan, tmp_path):
     assert one.shape == four.shape and np.abs(one - four).max() > 0.01
 
 
-def test_train_resumes_from_its_checkpoint(scan, tmp_path):
+@pytest.fixture
+def trainers_run(monkeypatch):
+    """The trainers the command line drives, each with the step it started from."""
+    from napari_xview.cli import commands
+
+    runs = []
+    original = commands.run_training
+
+    def spy(trainer, *args, **kwargs):
+        runs.append((trainer, trainer.step))
+        return original(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "run_training", spy)
+    return runs
+
+
+def test_train_resumes_from_its_checkpoint(scan, tmp_path, trainers_run):
     path, _ = scan
     model = tmp_path / "model.pt"
     cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
@@ -88,6 +99,31 @@ def test_train_resumes_from_its_checkpoint(scan, tmp_path):
               "-o", str(model)])
     state = torch.load(model, weights_only=True)["train_state"]
     assert state["step"] == 6
+    # a fresh run of 6 steps would also end at step 6: the second run must start at step 4
+    assert [start for _, start in trainers_run] == [0, 4]
+
+
+def test_resume_honours_the_runtime_options_of_the_command_line(scan, tmp_path,
+                                                                trainers_run):
+    path, _ = scan
+    model = tmp_path / "model.pt"
+    previous_threads = torch.get_num_threads()
+    try:
+        cli.main(["train", str(path), "--factor", "2", *FAST, "--threads", "2", "--device",
+                  "auto", "-o", str(model)])
+        cli.main(["train", str(path), "--factor", "2", "--steps", "6", "--resume", str(model),
+                  "--device", "cpu", "--threads", "1", "--checkpoint-every", "3", "--no-amp",
+                  "-o", str(model)])
+        resumed, start = trainers_run[-1]
+        assert start == 4
+        assert resumed.config.device == "cpu" and str(resumed.device) == "cpu"
+        assert resumed.config.num_threads == 1
+        assert torch.get_num_threads() == 1  # set before the run, from the command line
+        assert resumed.config.checkpoint_every == 3 and resumed.config.amp is False
+        saved = torch.load(model, weights_only=True)["train_state"]
+        assert saved["step"] == 6 and saved["config"]["num_threads"] == 1
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 @pytest.mark.parametrize(
@@ -163,11 +199,10 @@ def test_outputs_get_ordinary_file_permissions(scan, tmp_path):
 # ------------------------------------------------------------- output formats, dtype, axes
 @pytest.fixture
 def untrained_model(tmp_path):
-    from napari_xview.config import ModelConfig
     from napari_xview.engine import XViewModel, save_model
 
     torch.manual_seed(0)
-    return save_model(XViewModel.create(ModelConfig(factor=2, preset="custom", **TINY)),
+    return save_model(XViewModel.create(tiny_model(2)),
                       tmp_path / "untrained.pt")
 
 
@@ -218,7 +253,7 @@ def test_run_writes_the_views_as_dicom_series(scan, tmp_path):
 
 def test_a_volume_with_its_slices_on_another_axis_needs_reorient(tmp_path, untrained_model,
                                                                  capsys):
-    from napari_xview.volume import Volume
+    from napari_xview.io import Volume
 
     volume = make_phantom(shape=(7, 24, 20), spacing=(5.0, 1.0, 1.0))
     affine = volume.affine.copy()

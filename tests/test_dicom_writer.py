@@ -8,17 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_model
 from napari_xview import save_dicom_series
-from napari_xview.config import ModelConfig
-from napari_xview.dicom_writer import stored_values
 from napari_xview.engine import XViewModel, synthesize
+from napari_xview.io import load_volume, save_volume
+from napari_xview.io.dicom_write import stored_values
 from napari_xview.sample import make_phantom
-from napari_xview.volume import load_volume, save_volume
 
 pydicom = pytest.importorskip("pydicom")
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
-            pint_groups=1, pint_blocks=1, reduction=4)
 PATIENT = dict(PatientName="Doe^Jane", PatientID="P-0042", PatientBirthDate="19700101",
                PatientSex="F", StudyInstanceUID="1.2.826.0.1.3680043.8.498.77",
                StudyDate="20240102", StudyTime="101500", AccessionNumber="ACC1", StudyID="S7",
@@ -86,7 +84,7 @@ def synthesised(tmp_path_factory):
     input_uids = write_input_series(root / "input", input_hu())
     volume = load_volume(root / "input")
     torch.manual_seed(0)
-    model = XViewModel.create(ModelConfig(factor=4, **TINY)).eval()
+    model = XViewModel.create(tiny_model(4)).eval()
     fused = synthesize(volume, model, device="cpu", views=False).fused
     nifti = save_volume(fused, root / "fine.nii.gz")
     series = save_dicom_series(fused, root / "fine", factor=4)
@@ -167,7 +165,7 @@ def test_stored_values_keep_hu_within_half_the_slope(values, slope):
 
 
 def test_a_failing_write_leaves_no_folder_and_keeps_an_old_series(tmp_path, monkeypatch):
-    from napari_xview import dicom_writer
+    from napari_xview.io import dicom_write as dicom_writer
 
     volume = make_phantom(shape=(4, 8, 8), spacing=(2.0, 1.0, 1.0))
     original = dicom_writer._write_slice
@@ -216,7 +214,7 @@ def test_existing_folders_and_the_input_are_protected(tmp_path, synthesised):
 
 
 def test_a_folder_of_several_series_is_an_ambiguous_reference(tmp_path, synthesised):
-    from napari_xview.volume import VolumeError
+    from napari_xview.io import VolumeError
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
@@ -233,7 +231,7 @@ def test_a_folder_of_several_series_is_an_ambiguous_reference(tmp_path, synthesi
 def test_missing_pydicom_gives_the_install_command(tmp_path, monkeypatch):
     import sys
 
-    from napari_xview.volume import VolumeError
+    from napari_xview.io import VolumeError
 
     monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
     with pytest.raises(VolumeError, match=r"writing DICOM.*pip install napari-xview\[dicom\]"):

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_xview.config import ModelConfig, TrainConfig
+from conftest import tiny_model, tiny_train
+from napari_xview.config import TrainConfig
 from napari_xview.engine import (
     CheckpointError,
     CheckpointSaved,
@@ -26,19 +27,7 @@ from napari_xview.models import MemoryLosses
 from napari_xview.sample import make_phantom
 from napari_xview.views import axial_upsample, coronal_upsample, interleave, sagittal_upsample
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
-            pint_groups=1, pint_blocks=1, reduction=4)
-
-
-def tiny_config(factor: int = 2) -> ModelConfig:
-    return ModelConfig(factor=factor, **TINY)
-
-
-def tiny_train(**changes) -> TrainConfig:
-    values = dict(steps=6, batch_size=2, crop_slices=7, patch_size=24, central_size=32,
-                  checkpoint_every=0, lr=1e-3)
-    values.update(changes)
-    return TrainConfig(**values)
+tiny_config = tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +162,16 @@ def test_pause_holds_the_run_until_resumed(phantom):
     next(run)  # StageStarted
     next(run)  # step 1
     trainer.pause()
-    threading.Timer(0.3, trainer.resume).start()
-    step = next(run)
+    produced = []
+    worker = threading.Thread(target=lambda: produced.append(next(run)))
+    worker.start()
+    # a tiny step takes a fraction of a second: a run that ignored the pause would be done
+    worker.join(timeout=1.5)
+    assert worker.is_alive() and not produced and trainer.paused and trainer.step == 1
+    trainer.resume()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    (step,) = produced
     assert isinstance(step, Step) and step.step == 2 and not trainer.paused
 
 
@@ -295,10 +292,21 @@ def test_a_diverging_run_stops_with_a_clear_message(phantom, monkeypatch):
         list(Trainer(phantom, tiny_config(), tiny_train(steps=2)).run())
 
 
-def test_gradient_clipping_runs(phantom):
-    steps = [e for e in Trainer(phantom, tiny_config(), tiny_train(steps=2, grad_clip=0.5)).run()
-             if isinstance(e, Step)]
-    assert len(steps) == 2
+def gradient_norm(model: nn.Module) -> float:
+    """The norm of all the gradients together (what clip_grad_norm_ bounds)."""
+    return float(torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None])))
+
+
+def test_gradient_clipping_bounds_the_update(phantom):
+    clip = 1e-3
+    free = Trainer(phantom, tiny_config(), tiny_train(steps=2))
+    assert len([e for e in free.run() if isinstance(e, Step)]) == 2
+    assert gradient_norm(free.model) > 10 * clip  # so that the bound below is a real one
+    clipped = Trainer(phantom, tiny_config(), tiny_train(steps=2, grad_clip=clip))
+    assert len([e for e in clipped.run() if isinstance(e, Step)]) == 2
+    # the last step's gradients, as the optimiser applied them
+    assert gradient_norm(clipped.model) <= clip * (1 + 1e-4)
 
 
 def test_keep_input_slices_puts_the_measured_slices_back(phantom):

@@ -14,8 +14,8 @@ from napari_xview._napari._io import (
     write_nifti,
     write_tiff,
 )
+from napari_xview.io import VolumeError, load_volume, save_volume
 from napari_xview.sample import make_phantom
-from napari_xview.volume import VolumeError, load_volume, save_volume
 from test_volume import _ct_slices, _write_dicom_series, _write_nifti
 
 SMALL = (6, 16, 20)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train
+from napari_xview.baselines import BASELINES
 from napari_xview.config import ModelConfig, TrainConfig
 from napari_xview.engine import (
     CheckpointError,
@@ -19,7 +21,14 @@ from napari_xview.engine import (
     save_model,
     synthesize,
 )
-from napari_xview.evaluate import FUSED_ROW, PIXELWISE_FUSED_ROW, score, simulate_thick_slices
+from napari_xview.evaluate import (
+    FUSED_ROW,
+    KEPT_ROW,
+    PIXELWISE_FUSED_ROW,
+    REESTIMATED_ROW,
+    score,
+    simulate_thick_slices,
+)
 from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.sample import make_phantom
 
@@ -31,11 +40,12 @@ def pint_only(tiny_model_config) -> ModelConfig:
     return dataclasses.replace(tiny_model_config, views="pixelwise")
 
 
-def tiny_train(**changes) -> TrainConfig:
-    values = dict(steps=4, batch_size=2, crop_slices=5, patch_size=24, central_size=32,
-                  checkpoint_every=0, lr=1e-3, inplane_images=4)
-    values.update(changes)
-    return TrainConfig(**values)
+#: This module's training settings over conftest's tiny ones.
+PIXELWISE_TRAINING = dict(steps=4, crop_slices=5, inplane_images=4)
+
+
+def pixelwise_train(**changes) -> TrainConfig:
+    return tiny_train(PIXELWISE_TRAINING, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +87,7 @@ def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path, pint_only, tiny_
 
 
 def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom, pint_only):
-    trainer = Trainer(phantom, pint_only, tiny_train(recipe="inplane-only"))
+    trainer = Trainer(phantom, pint_only, pixelwise_train(recipe="inplane-only"))
     assert trainer.recipe == "inplane-only" and not trainer.cross_view
     losses, stages = losses_and_stages(trainer)
     assert stages == [1]  # no SInt-A: no cross-view stage
@@ -86,14 +96,14 @@ def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom, pint
 
 
 def test_paper_recipe_with_a_pixelwise_model_uses_the_z_pairs(phantom, pint_only):
-    losses, stages = losses_and_stages(Trainer(phantom, pint_only, tiny_train()))
+    losses, stages = losses_and_stages(Trainer(phantom, pint_only, pixelwise_train()))
     assert stages == [1]
     assert all(set(step) == {"int_c", "int_s", "total"} for step in losses)
 
 
 def test_inplane_only_with_both_networks_drops_pints_z_pairs(phantom, tiny_model_config):
     losses, stages = losses_and_stages(
-        Trainer(phantom, tiny_model_config, tiny_train(recipe="inplane-only")))
+        Trainer(phantom, tiny_model_config, pixelwise_train(recipe="inplane-only")))
     assert stages == [1, 2]
     assert {"int_a", "int_p", "com", "sep"} <= set(losses[0])
     assert not {"int_c", "int_s"} & set(losses[0])
@@ -126,11 +136,16 @@ def test_pixelwise_synthesis_and_its_evaluation_rows(phantom, pint_only):
     assert np.allclose(result.fused.array[inside], ((coronal + sagittal) / 2)[inside], atol=1e-2)
     thick, truth = simulate_thick_slices(make_phantom(shape=(13, 32, 32),
                                                       spacing=(2.0, 0.5, 0.5)), 2, "direct")
-    report = score(thick, truth, model, tiny_train(), "direct", training_seconds=0.0, steps=0)
+    report = score(thick, truth, model, pixelwise_train(), "direct", training_seconds=0.0, steps=0)
     assert report.fused_row == PIXELWISE_FUSED_ROW and FUSED_ROW not in report.rows
     assert not any(name.startswith("SInt-A") for name in report.rows)
     assert {"PInt-C", "PInt-S"} <= set(report.rows)
-    assert np.isfinite(report.gain_db())
+    # the gain is the pixel-wise result's, against the best classical interpolation
+    best = max(report.rows[name]["psnr"] for name in BASELINES)
+    assert report.gain_db() == pytest.approx(report.rows[PIXELWISE_FUSED_ROW]["psnr"] - best)
+    # and that result is the mean of PInt-C and PInt-S, with the rule's acquired slices
+    assert report.rows[PIXELWISE_FUSED_ROW] in (report.rows[KEPT_ROW],
+                                                report.rows[REESTIMATED_ROW])
 
 
 def test_model_config_from_preset_keeps_the_preset_name_when_only_views_change():

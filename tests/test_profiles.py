@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train
 from napari_xview import cli
-from napari_xview.config import MODEL_PRESETS, TrainConfig
+from napari_xview.config import TrainConfig
 from napari_xview.degrade import degrade_axis, degrade_axis_torch, degrade_z
 from napari_xview.engine import Trainer, XViewModel, load_model, save_model, synthesize
 from napari_xview.engine.inplane import InplanePairSampler
@@ -19,6 +20,7 @@ from napari_xview.engine.sampling import training_geometry
 from napari_xview.engine.synthesis import geometry_mismatch, keeps_input_slices
 from napari_xview.evaluate import simulate_thick_slices, training_degradation
 from napari_xview.grid import factor_for_spacing, resample_z, target_length
+from napari_xview.io import Volume, load_volume, save_volume
 from napari_xview.profiles import (
     SliceGeometry,
     box_kernel,
@@ -27,7 +29,6 @@ from napari_xview.profiles import (
     profile_kernel,
 )
 from napari_xview.sample import make_phantom
-from napari_xview.volume import Volume, load_volume, save_volume
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,23 +121,24 @@ def phantom():
     return make_phantom(shape=(9, 64, 64), spacing=(4.0, 0.5, 0.5))
 
 
-def tiny_train(**changes) -> TrainConfig:
-    values = dict(steps=3, batch_size=2, crop_slices=5, patch_size=24, central_size=32,
-                  checkpoint_every=0, lr=1e-3, inplane_images=4, recipe="inplane-only",
-                  degradation="profile")
-    values.update(changes)
-    return TrainConfig(**values)
+#: This module's training settings over conftest's tiny ones.
+PROFILE_TRAINING = dict(steps=3, crop_slices=5, inplane_images=4, recipe="inplane-only",
+                        degradation="profile")
+
+
+def profile_train(**changes) -> TrainConfig:
+    return tiny_train(PROFILE_TRAINING, **changes)
 
 
 def test_training_geometry_follows_the_degradation(phantom):
     thick = phantom.with_thickness(6.0)
-    assert training_geometry(thick, tiny_train()) == SliceGeometry(4.0, 6.0, "box")
-    assert training_geometry(thick, tiny_train(slice_profile="gaussian")).shape == "gaussian"
-    assert training_geometry(thick, tiny_train(degradation="direct")).shape == "point"
+    assert training_geometry(thick, profile_train()) == SliceGeometry(4.0, 6.0, "box")
+    assert training_geometry(thick, profile_train(slice_profile="gaussian")).shape == "gaussian"
+    assert training_geometry(thick, profile_train(degradation="direct")).shape == "point"
 
 
 def test_inplane_pairs_are_averaged_by_the_scan_s_profile(phantom):
-    config = tiny_train()
+    config = profile_train()
     unit = [torch.from_numpy(phantom.array.astype(np.float32) / 1000)]
     geometry = SliceGeometry(4.0, 4.0, "box")
     sampler = InplanePairSampler(unit, [phantom.spacing], config, 2, [geometry])
@@ -154,7 +156,7 @@ def test_profile_training_runs_and_the_model_records_its_geometry(phantom, tiny_
                                                                   tmp_path):
     config = dataclasses.replace(tiny_model_config, views="pixelwise")
     # internal learning (recipe "inplane") and in-plane pairs both use the profile
-    trainer = Trainer(phantom.with_thickness(8.0), config, tiny_train(recipe="inplane"))
+    trainer = Trainer(phantom.with_thickness(8.0), config, profile_train(recipe="inplane"))
     events = list(trainer.run())
     model = events[-1].model
     assert model.geometry == SliceGeometry(4.0, 8.0, "box")
@@ -241,13 +243,6 @@ def test_a_target_spacing_on_the_factor_grid_changes_nothing(tiny_model_config, 
 
 
 # ------------------------------------------------------------------ command line
-@pytest.fixture
-def tiny_presets(monkeypatch):
-    tiny = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8, pint_groups=1,
-                pint_blocks=1, reduction=4)
-    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(tiny, views="pixelwise"))
-
-
 def test_cli_reaches_a_non_integer_target_spacing_and_reports_the_geometry(
         tmp_path, capsys, tiny_presets):
     volume = make_phantom(shape=(7, 32, 32), spacing=(2.5, 0.5, 0.5))

@@ -29,21 +29,17 @@ def example_code() -> str:
 
 @pytest.mark.gui
 def test_the_scripting_example_runs(make_napari_viewer, monkeypatch, tmp_path,
-                                    tiny_model_config):
+                                    tiny_presets):
     import napari
 
-    from napari_xview.config import MODEL_PRESETS
-    from napari_xview.volume import load_volume
+    from napari_xview.io import load_volume
 
     code = example_code()
     for as_written, in_test in EDITS:
         assert as_written in code, f"{as_written!r} is no longer in the example: update EDITS"
         code = code.replace(as_written, in_test)
-    # the presets shrunk to the tiny test network: the example is run as a user would run
-    # it, only smaller
-    tiny_sizes = {name: getattr(tiny_model_config, name) for name in MODEL_PRESETS["lite"]}
-    monkeypatch.setitem(MODEL_PRESETS, "lite", tiny_sizes)
-    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(tiny_sizes, views="pixelwise"))
+    # the presets are shrunk to the tiny test network (tiny_presets): the example is run as
+    # a user would run it, only smaller
     monkeypatch.setattr(napari, "Viewer", lambda *args, **kwargs: make_napari_viewer())
     monkeypatch.setattr(napari, "run", lambda *args, **kwargs: None)
     monkeypatch.chdir(tmp_path)

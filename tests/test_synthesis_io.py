@@ -6,26 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import tiny_model
 from napari_xview import reorient_slice_axis
 from napari_xview.axes import check_slice_axis
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import TrainConfig
 from napari_xview.engine import Trainer, XViewModel, synthesize
-from napari_xview.intensity import to_input_range
+from napari_xview.io import Volume, VolumeError, load_volume, save_volume
+from napari_xview.io.window import to_input_range
 from napari_xview.sample import make_phantom
-from napari_xview.volume import Volume, VolumeError, load_volume, save_volume
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
-            pint_groups=1, pint_blocks=1, reduction=4)
 METAL, PADDING = 3500, -3024
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_model(factor: int) -> XViewModel:
+def seeded_model(factor: int) -> XViewModel:
+    """conftest's tiny networks at ``factor``, drawn from seed 0."""
     import torch
 
     torch.manual_seed(0)
-    return XViewModel.create(ModelConfig(factor=factor, **TINY)).eval()
+    return XViewModel.create(tiny_model(factor)).eval()
 
 
 def ct_with_metal_and_padding(shape=(5, 20, 20)) -> Volume:
@@ -44,7 +44,7 @@ def ct() -> Volume:
 
 @pytest.fixture(scope="module")
 def result(ct):
-    return synthesize(ct, tiny_model(4), device="cpu", views=True)
+    return synthesize(ct, seeded_model(4), device="cpu", views=True)
 
 
 def test_metal_and_padding_survive_synthesis(ct, result):
@@ -79,12 +79,12 @@ def test_values_outside_the_window_survive_a_nifti_round_trip(result, tmp_path):
 
 
 def test_keep_input_slices_gives_back_the_integer_input_exactly(ct):
-    out = synthesize(ct, tiny_model(2), device="cpu", views=False, keep_input_slices=True)
+    out = synthesize(ct, seeded_model(2), device="cpu", views=False, keep_input_slices=True)
     np.testing.assert_array_equal(out.fused.array[::2], ct.array)
 
 
 def test_output_dtype_follows_the_input_or_the_request(ct):
-    model = tiny_model(2)
+    model = seeded_model(2)
     as_float = ct.with_array(ct.array.astype(np.float32) + 0.25)
     assert synthesize(as_float, model, device="cpu", views=False).fused.array.dtype == np.float32
     rounded = synthesize(as_float, model, device="cpu", views=False, output_dtype="int16")
@@ -98,7 +98,7 @@ def test_output_dtype_follows_the_input_or_the_request(ct):
 
 
 def test_a_range_beyond_int16_falls_back_to_float32_or_is_refused(ct):
-    model = tiny_model(2)
+    model = seeded_model(2)
     wide = ct.with_array(ct.array.astype(np.int32) * 20)  # -60480 HU does not fit int16
     with pytest.warns(UserWarning, match="beyond int16.*float32"):
         out = synthesize(wide, model, device="cpu", views=False)
@@ -131,9 +131,9 @@ def sagittal_stack() -> Volume:
 def test_synthesis_and_training_refuse_a_volume_whose_axis_0_is_not_the_slice_axis():
     volume = sagittal_stack()
     with pytest.raises(VolumeError, match=r"\(1, 0\.8, 5\) mm, so axis 2.*reorient_slice_axis"):
-        synthesize(volume, tiny_model(2), device="cpu")
+        synthesize(volume, seeded_model(2), device="cpu")
     with pytest.raises(VolumeError, match=r"training.*--reorient"):
-        Trainer(volume, ModelConfig(factor=2, **TINY), TrainConfig(steps=1))
+        Trainer(volume, tiny_model(2), TrainConfig(steps=1))
 
 
 def test_reorienting_moves_the_coarsest_axis_first_and_keeps_world_positions():
@@ -146,7 +146,7 @@ def test_reorienting_moves_the_coarsest_axis_first_and_keeps_world_positions():
         np.testing.assert_array_equal(turned.array[index], volume.array[j, i, k])
         np.testing.assert_allclose(turned.affine @ [k, j, i, 1], volume.affine @ [j, i, k, 1])
     check_slice_axis(turned)
-    assert synthesize(turned, tiny_model(2), device="cpu", views=False).fused.shape == (9, 16, 12)
+    assert synthesize(turned, seeded_model(2), device="cpu", views=False).fused.shape == (9, 16, 12)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 0.805, 0.8), (5.0, 0.8, 0.8)])

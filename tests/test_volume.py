@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_xview.volume import (
+from napari_xview.io import (
     Volume,
     VolumeError,
-    from_unit,
     grid_affine,
     load_volume,
     save_volume,
-    to_unit,
     validate_array,
 )
+from napari_xview.io.window import from_unit, to_unit
 
 RNG = np.random.default_rng(42)
 
@@ -503,7 +502,7 @@ def test_save_never_writes_over_the_source_even_with_overwrite(tmp_path, name):
 
 
 def test_failed_write_leaves_the_destination_and_no_temporary_file(tmp_path, monkeypatch):
-    import napari_xview.volume as volume_module
+    from napari_xview.io import nifti
 
     path = save_volume(_volume(), tmp_path / "keep.nii.gz")
     before = path.read_bytes()
@@ -512,7 +511,7 @@ def test_failed_write_leaves_the_destination_and_no_temporary_file(tmp_path, mon
         temporary.write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(volume_module, "_save_nifti", failing_writer)
+    monkeypatch.setattr(nifti, "write", failing_writer)
     with pytest.raises(OSError, match="disk full"):
         save_volume(_volume(), path, overwrite=True)
     assert path.read_bytes() == before

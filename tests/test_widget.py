@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_xview._napari.widget import error_message, format_duration
+from napari_xview.errors import error_message
+from napari_xview.progress import format_duration
 
 TRAINING_TIMEOUT_MS = 120_000
 
@@ -288,8 +289,8 @@ def test_a_saved_model_densifies_another_volume_saved_as_nifti(viewer, qtbot, tm
                                                                 tiny_model_config,
                                                                 notifications):
     from napari_xview.engine import XViewModel, save_model
+    from napari_xview.io import load_volume
     from napari_xview.sample import make_phantom
-    from napari_xview.volume import load_volume
 
     widget = dock_widget(viewer)
     path = save_model(XViewModel.create(tiny_model_config), tmp_path / "tiny.pt")

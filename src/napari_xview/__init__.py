@@ -18,10 +18,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "Volume": "napari_xview.volume",
-    "load_volume": "napari_xview.volume",
-    "save_volume": "napari_xview.volume",
-    "save_dicom_series": "napari_xview.dicom_writer",
+    "Volume": "napari_xview.io",
+    "load_volume": "napari_xview.io",
+    "save_volume": "napari_xview.io",
+    "save_dicom_series": "napari_xview.io.dicom_write",
     "reorient_slice_axis": "napari_xview.axes",
     "make_phantom": "napari_xview.sample",
     "ModelConfig": "napari_xview.config",
@@ -45,11 +45,11 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
 if TYPE_CHECKING:  # pragma: no cover
     from napari_xview.axes import reorient_slice_axis
     from napari_xview.config import ModelConfig, TrainConfig, train_config_for
-    from napari_xview.dicom_writer import save_dicom_series
     from napari_xview.engine import load_model, save_model, synthesize, train
     from napari_xview.evaluate import evaluate
+    from napari_xview.io import Volume, load_volume, save_volume
+    from napari_xview.io.dicom_write import save_dicom_series
     from napari_xview.sample import make_phantom
-    from napari_xview.volume import Volume, load_volume, save_volume
 
 
 def __getattr__(name: str):

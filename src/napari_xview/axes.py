@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_xview.volume import Volume, VolumeError
+from napari_xview.io import Volume, VolumeError
 
 #: Another axis must be coarser than axis 0 by more than this share to be refused: equal
 #: spacings (isotropic volumes, rounding in file headers) are fine.

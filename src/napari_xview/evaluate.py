@@ -10,11 +10,9 @@ to classical interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (sect
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +26,10 @@ from napari_xview.config import (
     default_train_config,
 )
 from napari_xview.degrade import degrade_z
+from napari_xview.io import Volume
+from napari_xview.io.window import from_unit, to_unit
 from napari_xview.metrics import evaluate_volume
 from napari_xview.profiles import profile_kernel
-from napari_xview.volume import Volume, from_unit, to_unit
 
 #: Rows of the table: the classical baselines, each view, their combinations (Table 4).
 VIEW_ROWS = {
@@ -135,6 +134,78 @@ def training_degradation(simulation: str) -> str:
     return simulation if simulation in ("direct", "blur-noise") else "profile"
 
 
+@dataclass
+class EvaluationSetup:
+    """One evaluation ready to train: the degraded scan, the ground truth on its output grid,
+    and a trainer that sees the degraded scan only.
+
+    Built by :func:`prepare_evaluation`; :func:`evaluate`, the command line and the
+    benchmarks all start from it and drive :attr:`trainer` their own way (a progress bar, a
+    PSNR curve), then :meth:`score` the finished model.
+    """
+
+    thick: Volume
+    truth: Volume
+    trainer: Any
+    train_config: TrainConfig
+    degradation: str
+
+    def train(self, on_event: Callable[[Any], None] | None = None):
+        """Run the trainer to its end; every event goes to ``on_event``. The Finished event."""
+        from napari_xview.engine import Finished
+
+        finished = None
+        for event in self.trainer.run():
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, Finished):
+                finished = event
+        return finished
+
+    def score(self, finished, region: Callable[[Volume], Volume] | None = None
+              ) -> EvaluationReport:
+        """Score the model of ``finished`` (a Finished event) against the ground truth.
+
+        ``region`` crops both volumes first (the benchmarks score a central region).
+        """
+        crop = region or (lambda volume: volume)
+        return score(crop(self.thick), crop(self.truth), finished.model, self.train_config,
+                     self.degradation, training_seconds=finished.elapsed_s, steps=finished.step)
+
+
+def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = None,
+                       train_config: TrainConfig | None = None, *,
+                       degradation: str = "direct") -> EvaluationSetup:
+    """Degrade ``ground_truth`` and build the trainer of the degraded scan.
+
+    Parameters
+    ----------
+    ground_truth : Volume
+        A thin-slice scan taken as ground truth.
+    model_config, train_config : optional
+        As for :class:`~napari_xview.engine.Trainer` (default: the default preset at r = 4).
+        The training degradation model is ``train_config.degradation``; the blur, noise and
+        seed of the simulation come from ``train_config`` too (seed + 1).
+    degradation : str
+        How the thick-slice input is simulated: "direct" or "blur-noise" (section 4.1), "box"
+        or "gaussian" (:func:`simulate_thick_slices`).
+
+    Returns
+    -------
+    EvaluationSetup
+    """
+    from napari_xview.engine import Trainer
+
+    model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
+    train_config = train_config or default_train_config(model_config)
+    thick, truth = simulate_thick_slices(
+        ground_truth, model_config.factor, degradation, blur_fwhm=train_config.blur_fwhm,
+        noise_sigma=train_config.noise_sigma, seed=train_config.seed + 1,
+        window=model_config.window)
+    return EvaluationSetup(thick, truth, Trainer(thick, model_config, train_config),
+                           train_config, degradation)
+
+
 def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
              train_config: TrainConfig | None = None, *, degradation: str = "direct",
              on_event: Callable[[Any], None] | None = None) -> EvaluationReport:
@@ -152,56 +223,14 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
         or "gaussian" (:func:`simulate_thick_slices`).
     on_event : callable, optional
         Receives every training event (for progress display).
+
+    Returns
+    -------
+    EvaluationReport
     """
-    from napari_xview.engine import Finished, Trainer
-
-    model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
-    train_config = train_config or default_train_config(model_config)
-    factor, window = model_config.factor, model_config.window
-    thick, truth = simulate_thick_slices(
-        ground_truth, factor, degradation, blur_fwhm=train_config.blur_fwhm,
-        noise_sigma=train_config.noise_sigma, seed=train_config.seed + 1, window=window)
-
-    started = time.perf_counter()
-    finished = None
-    for event in Trainer(thick, model_config, train_config).run():
-        if on_event is not None:
-            on_event(event)
-        if isinstance(event, Finished):
-            finished = event
-    return score(thick, truth, finished.model, train_config, degradation,
-                 training_seconds=time.perf_counter() - started, steps=finished.step)
-
-
-def evaluate_command(args) -> int:
-    """``napari-xview evaluate``: print the table; optionally write JSON and Markdown."""
-    from napari_xview.cli import load_inputs, model_config_from, run_training, train_config_from
-    from napari_xview.engine import Trainer, save_model
-
-    if args.factor is None:
-        raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
-    truth_volume = (_sample_ground_truth(args.factor) if args.sample
-                    else load_inputs([args.input], sample=False)[0])
-    model_config = model_config_from(args)
-    train_config = train_config_from(args, degradation=training_degradation(args.degradation))
-
-    # the same steps as evaluate(), with the command line's progress bar around training
-    thick, truth = simulate_thick_slices(
-        truth_volume, args.factor, args.degradation, blur_fwhm=train_config.blur_fwhm,
-        noise_sigma=train_config.noise_sigma, seed=train_config.seed + 1,
-        window=model_config.window)
-    trainer = Trainer(thick, model_config, train_config)
-    finished = run_training(trainer, label="train (degraded input only)")
-    if args.save_model:
-        save_model(finished.model, args.save_model)
-    report = score(thick, truth, finished.model, train_config, args.degradation,
-                   training_seconds=finished.elapsed_s, steps=finished.step)
-    sys.stdout.write(report.to_markdown())
-    for path, text in ((args.json, report.to_json()), (args.markdown, report.to_markdown())):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-    return 0
+    setup = prepare_evaluation(ground_truth, model_config, train_config,
+                               degradation=degradation)
+    return setup.score(setup.train(on_event))
 
 
 def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degradation: str,
@@ -239,7 +268,7 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
     return EvaluationReport(factor, degradation, rows, seconds, settings)
 
 
-def _sample_ground_truth(factor: int) -> Volume:
+def sample_ground_truth(factor: int) -> Volume:
     """A thin-slice phantom (1.25 mm) to evaluate on without any file."""
     from napari_xview.sample import make_phantom
 

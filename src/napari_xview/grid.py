@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from napari_xview.config import SUPPORTED_FACTORS
-from napari_xview.volume import Volume
+from napari_xview.io import Volume
 
 #: Relative tolerance under which a target spacing equals ``dz / r``.
 _RTOL = 1e-6

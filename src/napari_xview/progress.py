@@ -1,4 +1,4 @@
-"""A small text progress bar for the command line (stderr), with rate and ETA."""
+"""Progress in words: durations (CLI and widget alike) and a text progress bar for the CLI."""
 
 from __future__ import annotations
 
@@ -7,14 +7,28 @@ import time
 from typing import TextIO
 
 
-def format_seconds(seconds: float | None) -> str:
-    """``h:mm:ss`` or ``m:ss``; ``--:--`` when unknown."""
+def format_duration(seconds: float | None) -> str:
+    """Short human duration: ``"4.2 s"``, ``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``.
+
+    None (an unknown duration, such as an ETA before the first step) gives "?".
+
+    >>> format_duration(0.25), format_duration(42.4), format_duration(185)
+    ('0.2 s', '42 s', '3 min 05 s')
+    >>> format_duration(3725), format_duration(None)
+    ('1 h 02 min', '?')
+    """
     if seconds is None:
-        return "--:--"
-    seconds = round(max(0.0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+        return "?"
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 class ProgressBar:

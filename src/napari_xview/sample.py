@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_xview.volume import Volume, grid_affine
+from napari_xview.io import Volume, grid_affine
 
 AIR, FAT, SOFT_TISSUE, LUNG = -1000.0, -100.0, 40.0, -850.0
 BLOOD, DISC, CANCELLOUS_BONE, CORTICAL_BONE, RIB = 150.0, 80.0, 700.0, 1200.0, 1000.0

@@ -1,7 +1,7 @@
 """npe2 reader, writers and sample data: CT volumes in and out of napari in physical space.
 
 A volume becomes an image layer with ``scale = spacing`` and ``translate = origin``
-(see :mod:`napari_xview.volume` for the conventions), so voxel ``k`` sits at
+(see :mod:`napari_xview.io.volume` for the conventions), so voxel ``k`` sits at
 ``origin + k * spacing`` mm and volumes read from the same scanner frame overlay. The
 full affine, the spacing and the source path travel in ``layer.metadata``; the writers read
 them back, taking the layer's *current* scale as the spacing, so that a result layer with
@@ -18,27 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from napari_xview.sample import make_phantom
-from napari_xview.volume import (
-    DICOM_SUFFIXES,
-    NIFTI_SUFFIXES,
-    NRRD_SUFFIXES,
-    TIFF_SUFFIXES,
+from napari_xview.io import (
     Volume,
     VolumeError,
     grid_affine,
-    is_dicom_file,
     load_volume,
     save_volume,
     validate_array,
 )
+from napari_xview.io.dicom import SUFFIXES as DICOM_SUFFIXES
+from napari_xview.io.dicom import is_dicom_file
+from napari_xview.io.files import READABLE_SUFFIXES
+from napari_xview.sample import make_phantom
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 #: Display window for data that look like CT in HU: lungs, soft tissue and bone all visible.
 CT_CONTRAST_LIMITS = (-1000.0, 1000.0)
-
-_READABLE_SUFFIXES = NIFTI_SUFFIXES + TIFF_SUFFIXES + NRRD_SUFFIXES + DICOM_SUFFIXES
 
 
 # --------------------------------------------------------------------------------------
@@ -73,7 +69,7 @@ def _readable_target(path: str | Sequence[str]) -> Path | None:
     if target.is_dir():
         has_dicom = any(p.is_file() and is_dicom_file(p) for p in target.iterdir())
         return target if has_dicom else None
-    return target if target.name.lower().endswith(_READABLE_SUFFIXES) else None
+    return target if target.name.lower().endswith(READABLE_SUFFIXES) else None
 
 
 def _read_layers(target: Path, _path: Any = None) -> list[LayerData]:
@@ -83,7 +79,7 @@ def _read_layers(target: Path, _path: Any = None) -> list[LayerData]:
 
 def _layer_name(path: Path) -> str:
     name = path.name
-    for suffix in _READABLE_SUFFIXES:
+    for suffix in READABLE_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -167,7 +163,7 @@ def write_dicom(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     other layers get an anonymous series (:func:`napari_xview.save_dicom_series`). An
     existing folder is replaced only when it holds DICOM files alone; the input never.
     """
-    from napari_xview.dicom_writer import save_dicom_series
+    from napari_xview.io.dicom_write import save_dicom_series
 
     factor = (meta.get("metadata") or {}).get("factor")
     volume = volume_from_layer_data(data, meta)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_xview.engine import SynthesisResult
-    from napari_xview.volume import Volume
+    from napari_xview.io import Volume
 
 #: The layers a synthesis can give, in the order they are added to the viewer.
 RESULT_KINDS: tuple[str, ...] = ("fused", "axial", "coronal", "sagittal", "disagreement")
@@ -37,7 +37,7 @@ SOURCE_KEY = "napari_xview_source"
 
 
 def volume_from_layer(layer: Image, spacing: Sequence[float] | None = None) -> Volume:
-    """The engine's :class:`~napari_xview.volume.Volume` for a 3-D image layer.
+    """The engine's :class:`~napari_xview.io.Volume` for a 3-D image layer.
 
     Parameters
     ----------

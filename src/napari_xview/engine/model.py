@@ -7,7 +7,6 @@ with ``torch.load(..., weights_only=True)``, so that opening a model file cannot
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from torch import nn
 
 from napari_xview import __version__
 from napari_xview.config import ModelConfig
+from napari_xview.io.atomic import atomic_file
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
 from napari_xview.profiles import SliceGeometry
-from napari_xview.volume import publish
 
 #: Identifies our checkpoints; bumped when the layout of the file changes incompatibly.
 CHECKPOINT_FORMAT = "napari-xview-checkpoint"
@@ -128,18 +127,13 @@ def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None
 def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
 
-    A crash or a stop in the middle never leaves a truncated checkpoint behind.
+    A crash or a stop in the middle never leaves a truncated checkpoint behind
+    (:func:`napari_xview.io.atomic.atomic_file`, the same as every other output).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_file(path) as temporary:
         torch.save(payload, temporary)
-        publish(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path
 
 

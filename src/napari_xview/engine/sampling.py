@@ -14,8 +14,10 @@ import torch
 
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import TrainConfig
+from napari_xview.degrade import degrade_z_torch
+from napari_xview.io import Volume
+from napari_xview.io.window import to_unit
 from napari_xview.profiles import SliceGeometry
-from napari_xview.volume import Volume, to_unit
 
 
 def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:
@@ -44,6 +46,20 @@ def volumes_to_unit(volumes: Sequence[Volume], window: tuple[float, float]) -> l
     for volume in volumes:
         check_slice_axis(volume, purpose="training")
     return [torch.from_numpy(to_unit(volume.array, window)) for volume in volumes]
+
+
+def degrade_crops(crops: torch.Tensor, sources: Sequence[int], config: TrainConfig,
+                  factor: int, kernels: Sequence, generator: torch.Generator) -> torch.Tensor:
+    """V_down of section 3.2.1 for each crop ``(B, L, P, P)``: by the configured degradation,
+    or with "profile" by ``kernels[source]``, the profile that makes the slices of the crop's
+    scan r times thicker (:meth:`~napari_xview.profiles.SliceGeometry.internal_kernel`)."""
+    if config.degradation != "profile":
+        return degrade_z_torch(crops, factor, mode=config.degradation,
+                               blur_fwhm=config.blur_fwhm, noise_sigma=config.noise_sigma,
+                               generator=generator)
+    return torch.cat([degrade_z_torch(crops[i:i + 1], factor, mode="profile",
+                                      weights=kernels[source])
+                      for i, source in enumerate(sources)])
 
 
 def minimum_slices(factor: int) -> int:

@@ -6,7 +6,7 @@ independent), PInt over a few coronal or sagittal images at a time, and long ima
 along z into overlapping tiles whose centres are kept.
 
 The networks' intensity window is internal: the results are mapped back to the input's own
-range by the rule of :mod:`napari_xview.intensity` (values outside the window pass through
+range by the rule of :mod:`napari_xview.io.window` (values outside the window pass through
 from the input) and come out as int16 for an integer input, float32 otherwise.
 """
 
@@ -28,9 +28,9 @@ from napari_xview.engine.device import autocast_for, configure_cpu_threads, reso
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.grid import is_factor_grid, resample_z
-from napari_xview.intensity import output_dtype_for, to_input_range
+from napari_xview.io import Volume
+from napari_xview.io.window import output_dtype_for, to_input_range, to_unit
 from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
-from napari_xview.volume import Volume, to_unit
 
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
 #: are r x 16 to 64 channels times larger, kept for its layer attention: this bounds them.
@@ -51,7 +51,7 @@ class SynthesisResult:
 
     ``axial``, ``coronal`` and ``sagittal`` are O_a, O_c and O_s (None when views were not
     kept); ``fused`` is O (equation (7)); these four hold the input's values outside the
-    network window (:mod:`napari_xview.intensity`) and share one data type (int16 or
+    network window (:mod:`napari_xview.io.window`) and share one data type (int16 or
     float32). ``disagreement`` is the per-voxel spread of the three networks' views in HU
     (float32, within the window), high where the synthesis is least reliable.
     """

@@ -11,10 +11,11 @@ they agree best.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ from napari_xview.config import (
     TrainConfig,
     default_train_config,
 )
-from napari_xview.degrade import degrade_z_torch
 from napari_xview.engine import distributed
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.events import (
@@ -46,7 +46,13 @@ from napari_xview.engine.model import (
     read_checkpoint,
     save_model,
 )
-from napari_xview.engine.sampling import CropSampler, training_geometry, volumes_to_unit
+from napari_xview.engine.sampling import (
+    CropSampler,
+    degrade_crops,
+    training_geometry,
+    volumes_to_unit,
+)
+from napari_xview.io import Volume
 from napari_xview.losses import consistency_loss, internal_loss, total_objective
 from napari_xview.views import (
     as_view_images,
@@ -54,11 +60,13 @@ from napari_xview.views import (
     coronal_upsample,
     sagittal_upsample,
 )
-from napari_xview.volume import Volume
 
 
 class Trainer:
     """Train SInt-A and PInt on one or more thick-slice volumes, without any thin-slice data.
+
+    Under ``torchrun`` every rank draws its own crops and the gradients are averaged each
+    step (:mod:`napari_xview.engine.distributed`); rank 0 alone writes checkpoints.
 
     Parameters
     ----------
@@ -74,12 +82,6 @@ class Trainer:
         at the end).
     model : XViewModel, optional
         Start from these networks instead of fresh ones (fine-tuning, or resuming).
-
-    Notes
-    -----
-    In a torch.distributed process group (``torchrun``), every rank trains the same networks
-    on its own draws and the gradients are averaged each step
-    (:mod:`napari_xview.engine.distributed`); rank 0 alone writes checkpoints.
 
     Examples
     --------
@@ -116,9 +118,8 @@ class Trainer:
         # a model knows the scan it learnt (the first one of a collection)
         self.model.geometry = self.geometries[0]
         if self.world_size > 1:  # every rank starts from rank 0's networks
-            distributed.broadcast_parameters(
-                self.model.parameters(),
-                [b for module in self.model.modules() for b in module.buffers()])
+            distributed.broadcast_parameters(self.model.parameters(), [
+                b for module in self.model.modules() for b in module.buffers()])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         # each rank its own crops: a seed of its own (rank 0 draws what one process draws)
         self.generator = torch.Generator().manual_seed(self._rank_seed(0))
@@ -148,11 +149,29 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume],
                         train_config: TrainConfig | None = None, *,
-                        checkpoint_path: str | Path | None = None) -> Trainer:
+                        checkpoint_path: str | Path | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> Trainer:
         """Continue a run where it stopped: weights, memory bank, optimiser, step and RNG.
 
-        ``train_config`` may extend the budget; by default the saved configuration is used.
-        Checkpoints go on being written to ``checkpoint_path`` (by default, ``path`` itself).
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A checkpoint written during training (it holds the training state).
+        volumes : Volume or sequence of Volume
+            The scans the run trains on.
+        train_config : TrainConfig, optional
+            Replaces the saved configuration; by default the saved one is used.
+        checkpoint_path : str or pathlib.Path, optional
+            Where checkpoints go on being written (by default, ``path`` itself).
+        overrides : mapping, optional
+            Fields of the configuration replaced before the trainer resolves them: the
+            runtime settings of this session (``device``, ``num_threads``, ``amp``,
+            ``checkpoint_every``) or a longer budget (``steps``, ``minutes``).
+
+        Returns
+        -------
+        Trainer
+            At the saved step, ready to :meth:`run`.
         """
         payload = read_checkpoint(path)
         state = payload.get("train_state")
@@ -161,6 +180,9 @@ class Trainer:
                                   f"cannot resume from it: start a new run with it as `model`")
         model = model_from_checkpoint(payload)
         config = train_config or TrainConfig.from_dict(state["config"])
+        if overrides:
+            # before __init__, which sets the threads and resolves the device from the config
+            config = dataclasses.replace(config, **overrides)
         trainer = cls(volumes, model.config, config,
                       checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
                       model=model)
@@ -323,7 +345,8 @@ class Trainer:
         if self.model.has_axial or self.recipe != "inplane-only":
             # (B, L, P, P) on the CPU, [0, 1]
             crops, sources = self.sampler.sample_indexed(self.generator)
-            low = self._degrade_z(crops, sources)
+            low = degrade_crops(crops, sources, self.config, self.model_config.factor,
+                                self._internal_kernels, self.generator)
             crops, low = crops.to(self.device), low.to(self.device)
             terms = self._internal_terms(low, crops, axial=self.model.has_axial,
                                          pixelwise=self.recipe != "inplane-only")
@@ -351,18 +374,6 @@ class Trainer:
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(total.detach())
         return values
-
-    def _degrade_z(self, crops: torch.Tensor, sources: list[int]) -> torch.Tensor:
-        """V_down of section 3.2.1 for each crop: by the configured degradation, or with
-        "profile" by the profile that makes its scan's slices r times thicker."""
-        if self.config.degradation != "profile":
-            return degrade_z_torch(crops, self.model_config.factor,
-                                   mode=self.config.degradation, blur_fwhm=self.config.blur_fwhm,
-                                   noise_sigma=self.config.noise_sigma, generator=self.generator)
-        return torch.cat([
-            degrade_z_torch(crops[i:i + 1], self.model_config.factor, mode="profile",
-                            weights=self._internal_kernels[source])
-            for i, source in enumerate(sources)])
 
     def _line_subsets(self, height: int, width: int) -> tuple[Any, Any]:
         """Rows y (coronal images) and columns x (sagittal images) that PInt sees this step.

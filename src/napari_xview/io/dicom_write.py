@@ -8,7 +8,7 @@ study when the input was DICOM: the patient, study and frame-of-reference attrib
 :data:`COPIED` are copied from one file of the input series. For any other input a minimal,
 anonymous set is written (:data:`ANONYMOUS`, a new Study and Frame of Reference UID).
 
-Geometry is the inverse of the reader's (:mod:`napari_xview.volume`, DICOM rule 7): the
+Geometry is the inverse of the reader's (:mod:`napari_xview.io.dicom`, DICOM rule 7): the
 affine is taken from RAS+ to DICOM's LPS by negating its first two rows; its column of one
 row step gives the column direction cosines, its column of one column step the row
 direction cosines, ``ImagePositionPatient`` of slice k is voxel ``(k, 0, 0)``. docs/io.md
@@ -17,12 +17,9 @@ lists every attribute.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from napari_xview import __version__
-from napari_xview.volume import Volume, VolumeError, default_file_mode, is_dicom_file
+from napari_xview.io.atomic import atomic_folder
+from napari_xview.io.dicom import is_dicom_file
+from napari_xview.io.volume import Volume, VolumeError
 
 #: Attributes copied from the input series when it was DICOM: patient, study, frame of
 #: reference, and what a viewer needs to show the series like its source.
@@ -118,17 +117,10 @@ def save_dicom_series(volume: Volume, folder: str | os.PathLike, *,
     stored, slope, intercept = stored_values(volume.array)
     common = _series_attributes(volume, header, description, factor, slope, intercept,
                                 pydicom)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as temporary:
         for k, position in enumerate(_slice_positions(volume.affine, volume.shape[0])):
             _write_slice(temporary / f"slice_{k + 1:05d}.dcm", common, k, position,
                          stored[k], pydicom)
-        mode = default_file_mode()
-        os.chmod(temporary, mode | (mode & 0o444) >> 2)  # a folder: x wherever r
-        _publish_folder(temporary, folder)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return folder
 
 
@@ -336,24 +328,3 @@ def _check_destination(folder: Path, protected: list[Any], overwrite: bool) -> N
                               f"({', '.join(sorted(foreign)[:3])}); refusing to replace it, "
                               "choose a new or empty folder")
 
-
-def _publish_folder(temporary: Path, folder: Path) -> None:
-    """Rename the finished series folder into place; an old one is replaced, not mixed in.
-
-    A missing or empty destination is replaced by one rename. An old series is first moved
-    aside (one rename), the new one renamed into place, and the old one deleted; if the
-    second rename fails the old one is put back.
-    """
-    if not folder.exists() or not any(folder.iterdir()):
-        os.replace(temporary, folder)
-        return
-    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-    old = aside / folder.name
-    os.rename(folder, old)
-    try:
-        os.rename(temporary, folder)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.rename(old, folder)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)

@@ -1,7 +1,7 @@
-"""From the networks' window back to the scan's own intensities, and the output data type.
+"""Intensities: the networks' window, the way back to the scan's own values, the data types.
 
 The networks see intensities through a window (default [-1024, 3072] HU, mapped to [0, 1] by
-:func:`napari_xview.volume.to_unit`) and cannot produce anything outside it. The window is
+:func:`to_unit`, back by :func:`from_unit`) and cannot produce anything outside it. The window is
 internal: the result of a synthesis keeps every value of the input outside the window, by
 one rule (docs/io.md, "Intensities of the result"):
 
@@ -29,10 +29,42 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_xview.config import DEFAULT_WINDOW
+from napari_xview.io.volume import VolumeError
+
 #: The choices of ``output_dtype`` in :func:`napari_xview.engine.synthesize` and ``--dtype``.
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
 _INT16 = np.iinfo(np.int16)
+
+
+def validate_window(window: Sequence[float]) -> tuple[float, float]:
+    """``(low, high)`` as floats; raise :class:`VolumeError` unless finite with high > low."""
+    low, high = (float(w) for w in window)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise VolumeError(f"window must be (low, high) in HU with high > low, got {window!r}")
+    return low, high
+
+
+def to_unit(array: np.ndarray, window: Sequence[float] = DEFAULT_WINDOW) -> np.ndarray:
+    """Map intensities (HU) linearly from ``window = (low, high)`` to [0, 1], clipped.
+
+    The networks work on this scale; the default window [-1024, 3072] HU is the paper's.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 values in [0, 1].
+    """
+    low, high = validate_window(window)
+    unit = (np.asarray(array, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
+    return np.clip(unit, 0.0, 1.0, out=unit)
+
+
+def from_unit(array: np.ndarray, window: Sequence[float] = DEFAULT_WINDOW) -> np.ndarray:
+    """Inverse of :func:`to_unit` on [0, 1]: ``low + array * (high - low)`` as float32."""
+    low, high = validate_window(window)
+    return np.asarray(array, dtype=np.float32) * np.float32(high - low) + np.float32(low)
 
 
 def output_dtype_for(output_dtype: str, hu_input: np.ndarray,
@@ -155,7 +187,6 @@ def _pass_through(part: np.ndarray, hu_input: np.ndarray, z: np.ndarray, factor:
     if keep_input_slices:
         acquired = offset == 0
         part[acquired] = first[acquired]
-
 
 
 def rescaled(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:

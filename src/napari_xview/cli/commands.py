@@ -1,0 +1,328 @@
+"""The ``napari-xview`` commands: train, synthesize, run (both) and evaluate.
+
+Every command reports progress on standard error and turns bad input into one clear line
+(``napari-xview: error: ...``, exit status 2) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from napari_xview.cli.parser import (
+    build_parser,
+    model_config_from,
+    runtime_overrides,
+    train_config_from,
+)
+from napari_xview.errors import USER_ERRORS, error_message
+
+#: File endings that make a folder a set of volumes rather than a DICOM series.
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".nrrd", ".nhdr")
+
+
+def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None,
+                reorient: bool = False):
+    """The volumes named on the command line: files, DICOM folders, or folders of volumes.
+
+    ``slice_thickness`` overrides the thickness the files state; with ``reorient`` each
+    volume's coarsest axis is moved to axis 0 (``--reorient``).
+    """
+    from napari_xview.axes import reorient_slice_axis
+    from napari_xview.io import load_volume
+    from napari_xview.sample import make_phantom
+
+    volumes = []
+    if sample:
+        volumes.append(make_phantom())
+    for path in map(Path, paths or ()):
+        files = sorted(p for p in path.iterdir() if p.name.lower().endswith(VOLUME_SUFFIXES)) \
+            if path.is_dir() else []
+        # a folder of volume files is a training set; any other folder is one DICOM series
+        volumes.extend(load_volume(p) for p in (files or [path]))
+    if reorient:
+        volumes = [reorient_slice_axis(volume) for volume in volumes]
+    if slice_thickness is not None:
+        volumes = [volume.with_thickness(slice_thickness) for volume in volumes]
+    return volumes
+
+
+def report_inputs(volumes) -> None:
+    """Each scan's slice geometry on standard error, once the settings have been accepted."""
+    for volume in volumes:
+        sys.stderr.write(describe_input(volume) + "\n")
+
+
+def describe_input(volume) -> str:
+    """One line: name, size, slice spacing and thickness (and where the thickness is from)."""
+    name = Path(volume.source).name if volume.source else "sample phantom"
+    nz, ny, nx = volume.shape
+    stated = "stated" if volume.slice_thickness is not None else "not stated: taken = spacing"
+    return (f"{name}: {nz} slices of {ny} x {nx}, slice spacing {volume.spacing[0]:.3g} mm, "
+            f"thickness {volume.thickness:.3g} mm ({stated}), pixels "
+            f"{volume.spacing[1]:.3g} x {volume.spacing[2]:.3g} mm")
+
+
+def resolve_factor(args: argparse.Namespace, volumes) -> None:
+    """Set ``args.factor`` from ``--target-spacing`` and the scans' slice spacing."""
+    from napari_xview.grid import factor_for_spacing
+
+    if args.factor is not None:
+        return
+    factors = {factor_for_spacing(volume.spacing[0], args.target_spacing) for volume in volumes}
+    if len(factors) > 1:
+        raise ValueError(f"--target-spacing {args.target_spacing:g} mm needs different factors "
+                         f"{sorted(factors)} for these scans' slice spacings: give --factor")
+    args.factor = factors.pop()
+    sys.stderr.write(f"target spacing {args.target_spacing:g} mm: factor r = {args.factor}\n")
+
+
+KEEP_CHOICES = {"auto": "auto", "keep": True, "re-estimate": False}
+
+
+def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = (),
+                      output_format: str = "auto") -> None:
+    """Fail before hours of training rather than after, if the output cannot be written.
+
+    The input is never overwritten, ``--overwrite`` or not; a DICOM series folder may
+    neither hold the input nor lie inside a DICOM input folder.
+    """
+    path = Path(path).expanduser().resolve()
+    for source in inputs:
+        if not source:
+            continue
+        source = Path(source).expanduser().resolve()
+        if source == path:
+            raise FileExistsError(f"{path} is the input: napari-xview never overwrites its "
+                                  f"input, choose another output")
+        if output_format == "dicom" and (path in source.parents or (
+                source.is_dir() and source in path.parents)):
+            raise FileExistsError(f"{path} holds or lies inside the input {source}: choose a "
+                                  "DICOM output folder elsewhere")
+    taken = path.exists() and (not path.is_dir() or any(path.iterdir()))
+    if taken and not overwrite:
+        raise FileExistsError(f"{path} exists: choose another output or pass --overwrite")
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(trainer) -> Iterator[None]:
+    """First Ctrl-C asks the trainer to stop after its current step (and save); second aborts."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        sys.stderr.write("\nstopping after this step (Ctrl-C again to abort)...\n")
+        trainer.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_training(trainer, label: str = "train"):
+    """Drive ``trainer.run()`` with a progress bar; returns the Finished event."""
+    from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
+    from napari_xview.progress import ProgressBar, format_duration
+
+    if trainer.rank != 0:  # under torchrun, rank 0 alone reports
+        with stop_on_interrupt(trainer):
+            return next(e for e in trainer.run() if isinstance(e, Finished))
+    if trainer.world_size > 1:
+        sys.stderr.write(f"training on {trainer.world_size} processes\n")
+    bar = ProgressBar(label)
+    finished = None
+    with stop_on_interrupt(trainer):
+        for event in trainer.run():
+            if isinstance(event, StageStarted):
+                bar.update(trainer.fraction(), f"stage {event.stage}: {event.name} on "
+                                                  f"{event.device}", force=True)
+            elif isinstance(event, Step):
+                total = f"/{event.total_steps}" if event.total_steps else ""
+                bar.update(event.fraction,
+                           f"step {event.step}{total} loss {event.losses['total']:.4g} "
+                           f"{event.steps_per_second:.2f} it/s ETA {format_duration(event.eta_s)}")
+            elif isinstance(event, CheckpointSaved):
+                bar.update(trainer.fraction(), f"checkpoint {event.path}")
+            elif isinstance(event, Finished):
+                finished = event
+    state = "stopped" if finished.stopped else "done"
+    bar.close(f"{state}: {finished.step} steps in {format_duration(finished.elapsed_s)}")
+    return finished
+
+
+def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = None,
+                 checkpoint_path: str | None = None):
+    """A new trainer from the command line, or with ``--resume`` the stopped run continued.
+
+    A resumed run keeps its saved configuration but this session's runtime settings
+    (:func:`~napari_xview.cli.parser.runtime_overrides`), applied before the trainer sets
+    the threads and resolves the device.
+    """
+    from napari_xview.engine import Trainer, load_model
+    from napari_xview.engine.distributed import init_from_environment
+
+    init_from_environment(args.device)  # joins torchrun's process group, if any
+    config = train_config_from(args, degradation)
+    if getattr(args, "resume", None):
+        return Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
+                                       overrides=runtime_overrides(args))
+    if getattr(args, "init", None):
+        model = load_model(args.init, factor=args.factor)
+        return Trainer(volumes, model.config, config, checkpoint_path=checkpoint_path,
+                       model=model)
+    return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
+
+
+def synthesize_with_progress(volume, model, args: argparse.Namespace):
+    from napari_xview.engine import synthesize
+    from napari_xview.progress import ProgressBar
+
+    bar = ProgressBar("synthesize")
+    result = synthesize(volume, model, device=args.device, views=bool(args.views),
+                        keep_input_slices=KEEP_CHOICES[args.acquired_slices],
+                        ensemble=args.ensemble, target_spacing=args.target_spacing,
+                        output_dtype=args.dtype,
+                        progress=lambda fraction, message: bar.update(fraction, message))
+    bar.close(f"{result.seconds:.1f} s")
+    return result
+
+
+def write_result(result, output: str, views_dir: str | None, overwrite: bool,
+                 output_format: str = "auto", factor: int | None = None) -> None:
+    """The fused volume to ``output``, the other volumes to ``views_dir`` (same format).
+
+    With ``output_format="dicom"`` each volume is a DICOM series folder (``views_dir/axial``
+    and so on) whose SeriesDescription names the synthesis, the factor and the view.
+    """
+    from napari_xview.io import save_volume
+    from napari_xview.io.dicom_write import save_dicom_series
+
+    def save(volume, target, name: str) -> Path:
+        if output_format != "dicom":
+            return save_volume(volume, target, overwrite=overwrite)
+        view = "" if name == "fused" else f" {name}"
+        description = f"napari-xview synthesis x{factor}{view}, {volume.spacing[0]:g} mm"
+        return save_dicom_series(volume, target, description=description, factor=factor,
+                                 overwrite=overwrite)
+
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    written = [save(result.fused, output, "fused")]
+    if views_dir:
+        suffix = "" if output_format == "dicom" else "".join(Path(output).suffixes) or ".nii.gz"
+        Path(views_dir).mkdir(parents=True, exist_ok=True)
+        for name, volume in result.layers():
+            if name != "fused":
+                written.append(save(volume, Path(views_dir) / f"{name}{suffix}", name))
+    for path in written:
+        sys.stderr.write(f"wrote {path}\n")
+
+
+# --------------------------------------------------------------------------- commands
+def command_train(args: argparse.Namespace) -> int:
+    volumes = load_inputs(args.input, args.sample, args.slice_thickness, args.reorient)
+    resolve_factor(args, volumes)
+    trainer = make_trainer(args, volumes, checkpoint_path=args.output)
+    report_inputs(volumes)
+    finished = run_training(trainer)
+    if trainer.rank == 0:
+        sys.stderr.write(f"model saved to {args.output} after {finished.step} steps\n")
+    return 0
+
+
+def command_synthesize(args: argparse.Namespace) -> int:
+    from napari_xview.engine import load_model
+
+    check_output_free(args.output, args.overwrite, [args.input], args.format)
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
+                            args.slice_thickness, args.reorient)
+    model = load_model(args.model)
+    report_inputs([volume])
+    result = synthesize_with_progress(volume, model, args)
+    write_result(result, args.output, args.views, args.overwrite, args.format, model.factor)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from napari_xview.engine import save_model
+
+    check_output_free(args.output, args.overwrite, [args.input], args.format)
+    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
+                            args.slice_thickness, args.reorient)
+    resolve_factor(args, [volume])
+    trainer = make_trainer(args, [volume])
+    report_inputs([volume])
+    finished = run_training(trainer)
+    if trainer.rank != 0:  # under torchrun, rank 0 alone synthesizes and writes
+        return 0
+    if args.save_model:
+        save_model(finished.model, args.save_model)
+    result = synthesize_with_progress(volume, finished.model, args)
+    write_result(result, args.output, args.views, args.overwrite, args.format,
+                 finished.model.factor)
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Degrade a ground truth, train on the degraded scan, print the table, write the files."""
+    from napari_xview.engine import save_model
+    from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
+
+    if args.factor is None:
+        raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
+    truth = (sample_ground_truth(args.factor) if args.sample
+             else load_inputs([args.input], sample=False)[0])
+    train_config = train_config_from(args, degradation=training_degradation(args.degradation))
+    setup = prepare_evaluation(truth, model_config_from(args), train_config,
+                               degradation=args.degradation)
+    finished = run_training(setup.trainer, label="train (degraded input only)")
+    if args.save_model:
+        save_model(finished.model, args.save_model)
+    report = setup.score(finished)
+    sys.stdout.write(report.to_markdown())
+    for path, text in ((args.json, report.to_json()), (args.markdown, report.to_markdown())):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    return 0
+
+
+COMMANDS = {"train": command_train, "synthesize": command_synthesize, "run": command_run,
+            "evaluate": command_evaluate}
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for the user, without the source line that raised them."""
+    sys.stderr.write(f"napari-xview: warning: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-xview`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("synthesize", "run", "evaluate") and args.input and \
+            isinstance(args.input, list):
+        args.input = args.input[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        # the errors of the one policy (napari_xview.errors): one line; others: a traceback
+        parser.exit(2, f"napari-xview: error: {error_message(error)}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "napari-xview: interrupted\n")
+    finally:
+        from napari_xview.engine.distributed import leave
+
+        leave()

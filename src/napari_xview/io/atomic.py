@@ -1,0 +1,119 @@
+"""Atomic writing, written once: every file and folder napari-xview produces appears whole.
+
+A writer fills a temporary sibling of the destination (same folder, so the final rename is
+one ``os.replace`` on one file system); the temporary gets the permissions a new file
+would get, then replaces the destination. A reader never sees half a file, and a failed or
+interrupted write leaves the destination as it was and no temporary behind. Volumes
+(:func:`napari_xview.io.save_volume`), DICOM series (:mod:`napari_xview.io.dicom_write`) and
+checkpoints (:func:`napari_xview.engine.save_model`) all go through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def default_file_mode() -> int:
+    """``0o666`` less the process umask, read without changing it.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only; a finished output must
+    get the permissions any new file would. ``os.umask`` can only be read by setting it, which
+    races with other threads (the napari worker writes checkpoints), so Linux's
+    ``/proc/self/status`` is read instead, with the common 022 umask as the fallback.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
+def publish(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file normal permissions and rename it onto ``path``."""
+    os.chmod(temporary, default_file_mode())
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; it replaces ``path`` when the block ends.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The destination; its folder must exist.
+    suffix : str
+        Suffix of the temporary file (writers that pick a format by suffix need the real one).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file (created empty). On an exception it is removed and the
+        destination is left untouched.
+    """
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                              suffix=suffix)
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        publish(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to fill; it replaces ``folder`` when the block ends.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The destination folder; its parent must exist. An old, non-empty one is replaced as a
+        whole, never mixed with the new files.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder. On an exception it is deleted and the destination is left
+        untouched.
+    """
+    folder = Path(folder)
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        yield temporary
+        mode = default_file_mode()
+        os.chmod(temporary, mode | (mode & 0o444) >> 2)  # a folder: x wherever r
+        _replace_folder(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _replace_folder(temporary: Path, folder: Path) -> None:
+    """Rename the finished folder into place; an old one is replaced, not mixed in.
+
+    A missing or empty destination is replaced by one rename. An old folder is first moved
+    aside (one rename), the new one renamed into place, and the old one deleted; if the
+    second rename fails the old one is put back.
+    """
+    if not folder.exists() or not any(folder.iterdir()):
+        os.replace(temporary, folder)
+        return
+    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+    old = aside / folder.name
+    os.rename(folder, old)
+    try:
+        os.rename(temporary, folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rename(old, folder)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
