@@ -2,15 +2,17 @@
 
 The ground truth (a thin-slice scan, spacing dz) is made ``--sim-factor`` times thicker with a
 box profile (as in quality.py); the model is trained for the factor that ``--target-spacing``
-needs (``ceil(thick spacing / target)``) and its grid is interpolated onto the target
-(napari_xview.grid). With the target equal to the ground truth's spacing, both paths fill the
+needs (``ceil(thick spacing / target)``), or for a larger ``--factor``, and its grid is
+interpolated onto the target (napari_xview.grid). With ``--factor 3`` and a 5 mm -> 2.5 mm
+target the result goes through the resampling path (1.67 mm -> 2.5 mm) on the grid the
+integer path (r = 2) fills directly, which quality.py measures. With the target equal to the ground truth's spacing, both paths fill the
 same grid, so the result is scored like quality.py's: PSNR over every slice and over the
 synthesised ones, next to classical interpolation by ``--sim-factor``.
 
 Example (docs/benchmarks.md)::
 
     python benchmarks/target_spacing.py data/cxr.nii.gz --sim-factor 2 --target-spacing 2.5 \\
-        --minutes 15 --threads 1 --out benchmarks/results/profile/r2_box_target2.5_via_r3.json
+        --factor 3 --minutes 15 --threads 1 --out benchmarks/results/profile/r2_box_target2.5_via_r3.json
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.grid import factor_for_spacing
 from napari_xview.metrics import evaluate_volume
-from napari_xview.volume import load_volume
+from napari_xview.io import load_volume
 
 
 def main() -> None:
@@ -35,6 +37,9 @@ def main() -> None:
     parser.add_argument("ground_truth")
     parser.add_argument("--sim-factor", type=int, default=2)
     parser.add_argument("--target-spacing", type=float, required=True)
+    parser.add_argument("--factor", type=int,
+                        help="train for this factor (default: the smallest that reaches the "
+                             "target)")
     parser.add_argument("--preset", default=DEFAULT_PRESET)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--threads", type=int, default=1)
@@ -46,7 +51,7 @@ def main() -> None:
     thick, truth = simulate_thick_slices(truth_volume, args.sim_factor, "box")
     if abs(args.target_spacing - truth.spacing[0]) > 1e-6:
         raise SystemExit("the target spacing must be the ground truth's, to score against it")
-    factor = factor_for_spacing(thick.spacing[0], args.target_spacing)
+    factor = args.factor or factor_for_spacing(thick.spacing[0], args.target_spacing)
     model_config = ModelConfig.from_preset(args.preset, factor)
     train_config = train_config_for(args.preset, minutes=args.minutes, degradation="profile",
                                     num_threads=args.threads, checkpoint_every=0)
