@@ -287,3 +287,35 @@ def test_init_fine_tunes_a_trained_model_and_refuses_another_factor(scan, tmp_pa
         cli.main(["train", str(path), "--factor", "4", "--init", str(first), *FAST,
                   "-o", str(tmp_path / "x.pt")])
     assert "trained for factor 2, not 4" in capsys.readouterr().err
+
+
+def test_a_collection_is_files_series_folders_and_lists_of_paths(tmp_path):
+    from napari_xview.io.collection import expand_paths
+
+    volume = make_phantom(shape=(5, 8, 8), spacing=(5.0, 1.0, 1.0))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    first = save_volume(volume, archive / "a.nii.gz")
+    second = save_volume(volume, archive / "b.nrrd")
+    series = archive / "series1"
+    series.mkdir()
+    (series / "x.dcm").write_bytes(b"\0" * 128 + b"DICM")  # the signature is what counts
+    (archive / "notes").mkdir()  # a folder without scans is not one
+    listing = tmp_path / "scans.txt"
+    listing.write_text("# training set\narchive/a.nii.gz\n\narchive/series1\n")
+    assert expand_paths([archive]) == [first, second, series]
+    assert expand_paths([listing]) == [first, series]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        expand_paths([tmp_path / "missing"])
+    with pytest.raises(ValueError, match="holds no scan"):
+        expand_paths([archive / "notes"])
+
+
+def test_synthesize_names_the_problem_when_given_a_collection(tmp_path, capsys):
+    volume = make_phantom(shape=(5, 8, 8), spacing=(5.0, 1.0, 1.0))
+    for name in ("a.nii.gz", "b.nii.gz"):
+        save_volume(volume, tmp_path / name)
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", str(tmp_path), "--model", str(tmp_path / "m.pt"),
+                  "-o", str(tmp_path / "o.nii.gz")])
+    assert "holds 2 scans" in capsys.readouterr().err

@@ -22,34 +22,37 @@ from napari_xview.cli.parser import (
 )
 from napari_xview.errors import USER_ERRORS, error_message
 
-#: File endings that make a folder a set of volumes rather than a DICOM series.
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".tif", ".tiff", ".nrrd", ".nhdr")
-
 
 def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None,
                 reorient: bool = False):
-    """The volumes named on the command line: files, DICOM folders, or folders of volumes.
+    """The volumes named on the command line: files, DICOM series, folders of either, lists
+    of paths (:func:`napari_xview.io.collection.expand_paths`).
 
     ``slice_thickness`` overrides the thickness the files state; with ``reorient`` each
     volume's coarsest axis is moved to axis 0 (``--reorient``).
     """
     from napari_xview.axes import reorient_slice_axis
     from napari_xview.io import load_volume
+    from napari_xview.io.collection import expand_paths
     from napari_xview.sample import make_phantom
 
-    volumes = []
-    if sample:
-        volumes.append(make_phantom())
-    for path in map(Path, paths or ()):
-        files = sorted(p for p in path.iterdir() if p.name.lower().endswith(VOLUME_SUFFIXES)) \
-            if path.is_dir() else []
-        # a folder of volume files is a training set; any other folder is one DICOM series
-        volumes.extend(load_volume(p) for p in (files or [path]))
+    volumes = [make_phantom()] if sample else []
+    volumes.extend(load_volume(path) for path in expand_paths(paths or ()))
     if reorient:
         volumes = [reorient_slice_axis(volume) for volume in volumes]
     if slice_thickness is not None:
         volumes = [volume.with_thickness(slice_thickness) for volume in volumes]
     return volumes
+
+
+def load_one(args: argparse.Namespace):
+    """The one scan ``synthesize`` and ``run`` work on (a collection is for ``train``)."""
+    volumes = load_inputs([args.input] if args.input else None, args.sample,
+                          args.slice_thickness, args.reorient)
+    if len(volumes) != 1:
+        raise ValueError(f"{args.input} holds {len(volumes)} scans; {args.command} works on one: "
+                         f"name one file or DICOM series (train takes a collection)")
+    return volumes[0]
 
 
 def report_inputs(volumes) -> None:
@@ -244,8 +247,7 @@ def command_synthesize(args: argparse.Namespace) -> int:
     from napari_xview.engine import load_model
 
     check_output_free(args.output, args.overwrite, [args.input], args.format)
-    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
-                            args.slice_thickness, args.reorient)
+    volume = load_one(args)
     model = load_model(args.model)
     report_inputs([volume])
     result = synthesize_with_progress(volume, model, args)
@@ -257,8 +259,7 @@ def command_run(args: argparse.Namespace) -> int:
     from napari_xview.engine import save_model
 
     check_output_free(args.output, args.overwrite, [args.input], args.format)
-    (volume,) = load_inputs([args.input] if args.input else None, args.sample,
-                            args.slice_thickness, args.reorient)
+    volume = load_one(args)
     resolve_factor(args, [volume])
     trainer = make_trainer(args, [volume])
     report_inputs([volume])
