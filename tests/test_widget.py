@@ -172,6 +172,7 @@ def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
     assert viewer.layers["phantom [fused]"].visible
     assert not viewer.layers["phantom [axial]"].visible
     assert viewer.layers["phantom [disagreement]"].colormap.name == "xview disagreement"
+    assert not viewer.layers["phantom [disagreement]"].visible  # it would hide the result
 
     history = widget.loss_plot.history()
     np.testing.assert_array_equal(history["total"][0], [1, 2, 3, 4])

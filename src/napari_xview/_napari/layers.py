@@ -120,8 +120,8 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
 
     Scale comes from the result's spacing ``(dz / r, dy, dx)``; translate from the source
     layer, which is what makes output slice r * k overlay input slice k (module docstring).
-    Only the fused result and the disagreement map start visible, so the views do not hide
-    each other.
+    Only the fused result starts visible: the views and the disagreement map (added on top,
+    it would cover the result) are a click away in the layer list.
     """
     volume: Volume = getattr(result, kind)
     kwargs = dict(
@@ -138,7 +138,7 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
     )
     if kind == "disagreement":
         kwargs.update(colormap=disagreement_colormap(), blending="translucent",
-                      contrast_limits=disagreement_limits(volume.array), visible=True)
+                      contrast_limits=disagreement_limits(volume.array), visible=False)
     else:
         kwargs.update(colormap="gray", contrast_limits=tuple(source.contrast_limits),
                       visible=kind == "fused")
