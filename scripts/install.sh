@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install napari-xview into ./.venv on a fresh Debian machine.
 #   bash scripts/install.sh            # the package (CLI, Python API, napari plugin) + DICOM/NRRD readers
-#   bash scripts/install.sh --test     # the same plus the test tools, napari with PyQt5, and Xvfb + Mesa
+#   bash scripts/install.sh --test     # the same plus the test tools, napari with PyQt6 (Qt 6), and Xvfb + Mesa
 # torch is pinned first: an unpinned requirement would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
