@@ -2,8 +2,9 @@
 views disagree.
 
 Memory stays bounded for any volume: SInt-A runs over a few slice pairs at a time (pairs are
-independent), PInt over a few coronal or sagittal images at a time, and long images are split
-along z into overlapping tiles whose centres are kept.
+independent), PInt over a few whole coronal or sagittal images at a time (images are
+independent, but not the parts of one image: PInt's attention pools over the whole image).
+Chunking therefore never changes the result (tests/test_tiling.py).
 
 The networks' intensity window is internal: the results are mapped back to the input's own
 range by the rule of :mod:`napari_xview.intensity` (values outside the window pass through
@@ -35,8 +36,6 @@ from napari_xview.volume import Volume, to_unit
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
 #: are r x 16 to 64 channels times larger, kept for its layer attention: this bounds them.
 CHUNK_VOXELS = 1 << 22
-#: PInt tiles along z: input rows per tile, and rows of context on each side.
-Z_TILE_ROWS, Z_TILE_HALO = 64, 8
 #: Volume axes flipped in each pass of the self-ensemble, in the order passes are added: the
 #: second pass reverses every axis at once; four passes give the coronal and sagittal views
 #: every combination of a z flip and a flip of their in-plane axis.
@@ -92,28 +91,26 @@ def _synthesize_axial(model: XViewModel, unit: np.ndarray, device: torch.device,
     return output
 
 
-def _pint_along_z(model: XViewModel, images: torch.Tensor, device: torch.device,
-                  amp: bool, view: str) -> torch.Tensor:
-    """PInt on a stack of images ``(1, L, N, C)`` laid out as a volume, tiled along z.
+def images_per_pass(factor: int, rows: int, columns: int) -> int:
+    """Coronal or sagittal images of ``rows`` x ``columns`` that PInt takes in one pass.
 
-    Tiles of ``Z_TILE_ROWS`` input rows carry ``Z_TILE_HALO`` rows of context on each side,
-    so each kept output row sees the same neighbourhood as in one whole pass, up to HAN's
-    global (channel and layer) attention statistics.
+    Each image is always whole: HAN's channel attention averages over the whole image and its
+    layer attention correlates whole feature maps, so a piece of an image (a tile along z,
+    whatever its halo) would not give the result of the whole (issue 16). Memory is bounded by
+    passing fewer images at a time instead: ``CHUNK_VOXELS`` output voxels per pass, at least
+    one image.
     """
-    factor, n_slices = model.factor, images.shape[1]
+    return max(1, CHUNK_VOXELS // (factor * rows * columns))
+
+
+def _pint_whole_images(model: XViewModel, images: torch.Tensor, device: torch.device,
+                       amp: bool, view: str) -> torch.Tensor:
+    """PInt on a stack of images ``(1, L, N, C)`` laid out as a volume, whole images a pass."""
     upsample = coronal_upsample if view == "coronal" else sagittal_upsample
-    output = torch.empty((1, output_length(n_slices, factor), *images.shape[2:]))
-    image_batch = max(1, CHUNK_VOXELS // (factor * min(n_slices, Z_TILE_ROWS) * images.shape[-1]))
-    for start, stop in _chunks(n_slices, Z_TILE_ROWS):
-        low, high = max(0, start - Z_TILE_HALO), min(n_slices, stop + Z_TILE_HALO)
-        tile = images[:, low:high].to(device)
-        with autocast_for(device, amp):
-            upsampled = upsample(model.pint, tile, image_batch=image_batch)
-        first, last = factor * start, min(output.shape[1], factor * stop)
-        if stop == n_slices:
-            last = output.shape[1]
-        output[:, first:last] = upsampled[:, first - factor * low:last - factor * low].float().cpu()
-    return output
+    image_batch = images_per_pass(model.factor, images.shape[1], images.shape[-1])
+    with autocast_for(device, amp):
+        upsampled = upsample(model.pint, images.to(device), image_batch=image_batch)
+    return upsampled.float().cpu()
 
 
 def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
@@ -125,8 +122,8 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     lines_per_chunk = max(1, CHUNK_VOXELS // (n_slices * (width if view == "coronal" else height)))
     for start, stop in _chunks(axis_length, lines_per_chunk):
         part = unit[:, start:stop] if view == "coronal" else unit[:, :, start:stop]
-        upsampled = _pint_along_z(model, torch.from_numpy(np.ascontiguousarray(part))[None],
-                                  device, amp, view)[0].numpy()
+        upsampled = _pint_whole_images(model, torch.from_numpy(np.ascontiguousarray(part))[None],
+                                       device, amp, view)[0].numpy()
         if view == "coronal":
             output[:, start:stop] = upsampled
         else:
