@@ -14,6 +14,7 @@ from the input) and come out as int16 for an integer input, float32 otherwise.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,6 +43,29 @@ CHUNK_VOXELS = 1 << 22
 ENSEMBLE_FLIPS: tuple[tuple[int, ...], ...] = ((), (0, 1, 2), (0,), (1, 2))
 
 Progress = Callable[[float, str], None]
+#: What ``synthesize(cancel=...)`` accepts: an event that is set, or a callable that returns
+#: True, when the caller wants the synthesis to stop.
+Cancel = threading.Event | Callable[[], bool]
+
+
+class SynthesisCancelled(Exception):
+    """:func:`synthesize` stopped because its ``cancel`` was set; it returns nothing."""
+
+
+def _cancel_checker(cancel: Cancel | None) -> Callable[[], None]:
+    """A function that raises SynthesisCancelled once ``cancel`` is set (never for None)."""
+    if cancel is None:
+        return lambda: None
+    is_set = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+    if not callable(is_set):
+        raise TypeError(f"cancel must be a threading.Event or a callable, got "
+                        f"{type(cancel).__name__}")
+
+    def check() -> None:
+        if is_set():
+            raise SynthesisCancelled("synthesis cancelled")
+
+    return check
 
 
 @dataclass
@@ -165,13 +189,16 @@ def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: tor
 
 
 def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device, amp: bool,
-                      passes: int, progress: Progress | None
+                      passes: int, progress: Progress | None,
+                      check_cancel: Callable[[], None] = lambda: None,
                       ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """O_a (None without SInt-A), O_c and O_s, each averaged over ``passes`` flips of the volume.
 
     A flip along z reverses the order of the slices, along y or x mirrors the anatomy; the
     networks are not equivariant to either, so their outputs on flipped inputs, flipped back,
     differ slightly and their mean has less error (the self-ensemble of super-resolution).
+    ``check_cancel`` runs before each view and after each chunk of one, where stopping costs
+    nothing but the chunk.
     """
     views = ["axial", "coronal", "sagittal"] if model.has_axial else ["coronal", "sagittal"]
     parts = len(views) * passes
@@ -185,7 +212,9 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
             def report(fraction: float, done: int = done, label: str = label) -> None:
                 if progress:
                     progress(min(1.0, (done + fraction) / parts), label)
+                check_cancel()
 
+            check_cancel()
             output = _synthesize_view(model, flipped, view, device, amp, report)
             output = np.flip(output, axes) if axes else output
             if view in sums:
@@ -235,7 +264,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
                views: bool = True, keep_input_slices: bool | str = "auto", amp: bool = True,
                progress: Progress | None = None, num_threads: int | None = None,
                ensemble: int = 1, target_spacing: float | None = None,
-               output_dtype: str = "auto") -> SynthesisResult:
+               output_dtype: str = "auto", cancel: Cancel | None = None) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
@@ -274,6 +303,10 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         Data type of the fused volume and the views: "auto" gives int16 (rounded) for an
         integer input and float32 for a floating one; "int16" raises ValueError when the
         values cannot fit ("auto" then falls back to float32 with a warning).
+    cancel : threading.Event or callable, optional
+        Checked before each view and after each chunk of images or slice pairs (and before
+        the fusion): once the event is set, or the callable returns True, the synthesis stops
+        by raising SynthesisCancelled. Another thread (a GUI, a signal handler) sets it.
 
     Returns
     -------
@@ -290,6 +323,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     ------
     VolumeError
         When axis 0 is not the coarsest axis (see :func:`napari_xview.reorient_slice_axis`).
+    SynthesisCancelled
+        When ``cancel`` was set.
 
     Notes
     -----
@@ -319,6 +354,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if mismatch:
         warnings.warn(mismatch, stacklevel=2)
     keep = keeps_input_slices(model, keep_input_slices)
+    check_cancel = _cancel_checker(cancel)
     started = time.perf_counter()
     if num_threads is not None:
         configure_cpu_threads(num_threads)
@@ -330,8 +366,9 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
 
     with torch.inference_mode():
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
-                                                     progress)
+                                                     progress, check_cancel)
     del unit  # the pass-through below reads the unclipped input instead
+    check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
     spacing, affine = volume.resampled_z_grid(factor)
     results = {"fused": fused, "axial": axial if views else None,
