@@ -121,10 +121,11 @@ def images_per_pass(factor: int, rows: int, columns: int) -> int:
     Each image is always whole: HAN's channel attention averages over the whole image and its
     layer attention correlates whole feature maps, so a piece of an image (a tile along z,
     whatever its halo) would not give the result of the whole (issue 16). Memory is bounded by
-    passing fewer images at a time instead: ``CHUNK_VOXELS`` output voxels per pass, at least
-    one image.
+    passing fewer images at a time instead: ``CHUNK_VOXELS / 2`` output voxels per pass, at
+    least one image. The default model then holds about 50 MiB of features per million output
+    voxels: some 300 MiB a pass (measured, docs/speed.md); smaller passes are no slower on CPU.
     """
-    return max(1, CHUNK_VOXELS // (factor * rows * columns))
+    return max(1, CHUNK_VOXELS // (2 * factor * rows * columns))
 
 
 def _pint_whole_images(model: XViewModel, images: torch.Tensor, device: torch.device,
@@ -161,8 +162,11 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
     """Equation (7) and the disagreement map, a slab of z at a time (bounded temporaries).
 
     Slabs start at multiples of r, so each slab's own z % r matches the whole volume's.
+    Without the disagreement map the views are not kept, so the fused volume overwrites
+    ``coronal`` (each slab is computed before it is written): one output-sized array less
+    at the memory peak.
     """
-    fused = np.empty_like(coronal)
+    fused = np.empty_like(coronal) if with_spread else coronal
     spread = np.empty_like(coronal) if with_spread else None
     plane = coronal.shape[1] * coronal.shape[2]
     slab = factor * max(1, CHUNK_VOXELS // (plane * factor))
