@@ -122,8 +122,8 @@ def images_per_pass(factor: int, rows: int, columns: int) -> int:
     layer attention correlates whole feature maps, so a piece of an image (a tile along z,
     whatever its halo) would not give the result of the whole (issue 16). Memory is bounded by
     passing fewer images at a time instead: ``CHUNK_VOXELS / 2`` output voxels per pass, at
-    least one image. The default model then holds about 50 MiB of features per million output
-    voxels: some 300 MiB a pass (measured, docs/speed.md); smaller passes are no slower on CPU.
+    least one image. The default model then peaks some 430 MiB above its baseline in a pass
+    (measured on 300 x 512 images, docs/speed.md); smaller passes are no slower on CPU.
     """
     return max(1, CHUNK_VOXELS // (2 * factor * rows * columns))
 
