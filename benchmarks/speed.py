@@ -1,10 +1,15 @@
 """Speed and memory: training steps per second, synthesis throughput, peak memory.
 
 Each case runs in its own process, so that its peak resident memory (and, on CUDA, its peak
-allocated GPU memory) is its own. Classical interpolation of the same volume is timed in the
-same run as the reference the figures are divided by.
+allocated GPU memory) is its own. Classical interpolation of the same volume and a plain
+convolution are timed in the same run as the references the figures are divided by: for
+each synthesis the summary prints seconds, output voxels per second, the ratio to cubic
+interpolation, and the fraction of the convolution peak (the networks' convolution FLOPs
+per second over the best rate of a plain ``conv2d``).
 
     python benchmarks/speed.py --out benchmarks/results/speed_cpu.json            # CPU cases
+    python benchmarks/speed.py --presets pixelwise --cases interp conv synth      # quick
+    python benchmarks/speed.py --presets pixelwise --cases synth --slices 300     # memory
     python benchmarks/speed.py --device cuda --out benchmarks/results/speed_gpu.json
 
 The synthesis case is the paper's timing case: a 512 x 512 x 36 volume at 4x (section 4.2
@@ -26,7 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CASES = ("interp", "train", "synth")
+CASES = ("interp", "conv", "train", "synth")
+#: Plain convolutions timed for the peak: (input channels, output channels), 3 x 3, NHWC.
+PEAK_CONVS = ((16, 16), (64, 64), (128, 128))
 
 
 def peak_memory() -> dict[str, float]:
@@ -43,10 +50,61 @@ def timing_volume(slices: int = 36, size: int = 512):
     return make_phantom(shape=(slices, size, size), spacing=(5.0, 0.7, 0.7))
 
 
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def case_conv(args) -> dict:
+    """The best FLOP rate of a plain 3 x 3 ``conv2d`` (channels-last) on this device."""
+    rates = {}
+    for cin, cout in PEAK_CONVS:
+        x = torch.rand(8, cin, 64, 512, device=args.device).contiguous(
+            memory_format=torch.channels_last)
+        weight = torch.rand(cout, cin, 3, 3, device=args.device)
+        bias = torch.rand(cout, device=args.device)
+        with torch.inference_mode():
+            torch.nn.functional.conv2d(x, weight, bias, padding=1)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                synchronize(args.device)
+                started = time.perf_counter()
+                torch.nn.functional.conv2d(x, weight, bias, padding=1)
+                synchronize(args.device)
+                times.append(time.perf_counter() - started)
+        rates[f"{cin}x{cout}"] = 2 * cin * cout * 9 * x[:, 0].numel() / min(times)
+    return {"conv_flops_per_s": rates, "peak_flops_per_s": max(rates.values())}
+
+
+def synthesis_flops(model, shape: tuple[int, int, int]) -> float:
+    """Convolution FLOPs of one synthesis of a ``shape`` volume (the networks' work that the
+    plain convolution's rate is the peak for; matrix products are left out).
+
+    Counted on one image of each view (and one slice pair) and multiplied by their number:
+    images are independent and their cost is linear in their size.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    slices, height, width = shape
+
+    def count(function, *inputs) -> int:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            function(*inputs)
+        counts = counter.get_flop_counts()["Global"]
+        return sum(flops for op, flops in counts.items() if "convolution" in str(op))
+
+    total = height * count(model.pint, torch.rand(1, 1, slices, width))
+    total += width * count(model.pint, torch.rand(1, 1, slices, height))
+    if model.has_axial:
+        pair = torch.rand(1, 1, height, width)
+        total += (slices - 1) * count(model.sint, pair, pair)
+    return float(total)
+
+
 def case_interp(args) -> dict:
     from napari_xview.baselines import interpolate_z
 
-    volume = timing_volume()
+    volume = timing_volume(args.slices)
     result = {}
     for method in ("linear", "cubic"):
         started = time.perf_counter()
@@ -88,20 +146,44 @@ def case_synth(args) -> dict:
 
     torch.manual_seed(0)
     model = XViewModel.create(ModelConfig.from_preset(args.preset, 4))
-    volume = timing_volume()
+    volume = timing_volume(args.slices)
     synthesize(volume.with_array(volume.array[:4, :64, :64]), model, device=args.device)
     started = time.perf_counter()
-    result = synthesize(volume, model, device=args.device, views=True)
+    result = synthesize(volume, model, device=args.device, views=args.views)
     seconds = time.perf_counter() - started
     voxels = int(np.prod(result.fused.shape))
-    return {"synth_s": seconds, "output_voxels": voxels, "voxels_per_s": voxels / seconds}
+    flops = synthesis_flops(model.to(torch.device("cpu")), volume.shape)
+    return {"synth_s": seconds, "output_voxels": voxels, "voxels_per_s": voxels / seconds,
+            "network_flops": flops, "flops_per_s": flops / seconds}
+
+
+def summary(report: dict) -> list[str]:
+    """One line per synthesis: seconds, voxels/s, x cubic, fraction of the conv peak."""
+    cases = report["cases"]
+    cubic = cases.get("interp", {}).get("cubic_s")
+    peak = cases.get("conv", {}).get("peak_flops_per_s")
+    lines = []
+    for key, case in cases.items():
+        if not key.startswith("synth-"):
+            continue
+        line = (f"{key}: {case['synth_s']:.1f} s, {case['voxels_per_s'] / 1e6:.2f} M voxels/s, "
+                f"peak RSS {case['peak_rss_mib']:.0f} MiB")
+        if cubic:
+            line += f", {case['synth_s'] / cubic:.1f}x cubic ({cubic:.2f} s)"
+        if peak:
+            line += (f", {case['flops_per_s'] / 1e9:.1f} GFLOP/s = "
+                     f"{100 * case['flops_per_s'] / peak:.0f}% of the conv peak "
+                     f"({peak / 1e9:.1f} GFLOP/s)")
+        lines.append(line)
+    return lines
 
 
 def run_case(args, case: str, preset: str) -> dict:
     """Run one case in a fresh interpreter and return its JSON."""
     command = [sys.executable, __file__, "--one", case, "--preset", preset,
                "--device", args.device, "--threads", str(args.threads),
-               "--repeats", str(args.repeats), "--factor", str(args.factor)]
+               "--repeats", str(args.repeats), "--factor", str(args.factor),
+               "--slices", str(args.slices)] + ([] if args.views else ["--no-views"])
     if args.train_json:
         command += ["--train-json", args.train_json]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -112,7 +194,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--presets", nargs="*", default=["lite", "paper"])
+    parser.add_argument("--presets", nargs="*", default=["pixelwise", "lite", "paper"])
+    parser.add_argument("--slices", type=int, default=36,
+                        help="slices of the 512 x 512 volume (36: the paper's timing case)")
+    parser.add_argument("--no-views", dest="views", action="store_false",
+                        help="synthesise without keeping the views (less memory)")
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-json", help="extra TrainConfig fields as JSON")
@@ -124,7 +210,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.one:
-        result = {"interp": case_interp, "train": case_train, "synth": case_synth}[args.one](args)
+        result = {"interp": case_interp, "conv": case_conv, "train": case_train,
+                  "synth": case_synth}[args.one](args)
         result.update(peak_memory())
         print(json.dumps(result))
         return
@@ -133,15 +220,18 @@ def main() -> None:
               "processor": platform.processor() or platform.machine(), "cases": {}}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name()
-    if "interp" in args.cases:
-        report["cases"]["interp"] = run_case(args, "interp", "lite")
-        print("interp", report["cases"]["interp"], flush=True)
+    for case in ("interp", "conv"):
+        if case in args.cases:
+            report["cases"][case] = run_case(args, case, "lite")
+            print(case, report["cases"][case], flush=True)
     for preset in args.presets:
         for case in ("train", "synth"):
             if case in args.cases:
                 key = f"{case}-{preset}"
                 report["cases"][key] = run_case(args, case, preset)
                 print(key, report["cases"][key], flush=True)
+    for line in summary(report):
+        print(line)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))

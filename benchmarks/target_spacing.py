@@ -5,14 +5,16 @@ box profile (as in quality.py); the model is trained for the factor that ``--tar
 needs (``ceil(thick spacing / target)``), or for a larger ``--factor``, and its grid is
 interpolated onto the target (napari_xview.grid). With ``--factor 3`` and a 5 mm -> 2.5 mm
 target the result goes through the resampling path (1.67 mm -> 2.5 mm) on the grid the
-integer path (r = 2) fills directly, which quality.py measures. With the target equal to the ground truth's spacing, both paths fill the
-same grid, so the result is scored like quality.py's: PSNR over every slice and over the
-synthesised ones, next to classical interpolation by ``--sim-factor``.
+integer path (r = 2) fills directly, which quality.py measures. With the target equal to the
+ground truth's spacing, both paths fill the same grid, so the result is scored like
+quality.py's: PSNR over every slice and over the synthesised ones, next to classical
+interpolation by ``--sim-factor``.
 
 Example (docs/benchmarks.md)::
 
     python benchmarks/target_spacing.py data/cxr.nii.gz --sim-factor 2 --target-spacing 2.5 \\
-        --factor 3 --minutes 15 --threads 1 --out benchmarks/results/profile/r2_box_target2.5_via_r3.json
+        --factor 3 --minutes 15 --threads 1 \\
+        --out benchmarks/results/profile/r2_box_target2.5_via_r3.json
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from napari_xview.config import DEFAULT_PRESET, ModelConfig, train_config_for
 from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.grid import factor_for_spacing
-from napari_xview.metrics import evaluate_volume
 from napari_xview.io import load_volume
+from napari_xview.metrics import evaluate_volume
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -113,12 +114,14 @@ def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | 
 
 
 @contextlib.contextmanager
-def stop_on_interrupt(trainer) -> Iterator[None]:
-    """First Ctrl-C asks the trainer to stop after its current step (and save); second aborts."""
+def stop_on_interrupt(trainer, message: str | None = "stopping after this step") -> Iterator[None]:
+    """First Ctrl-C asks ``trainer`` (anything with ``stop()``) to stop after its current step
+    (printing ``message`` unless None); a second aborts."""
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
-        sys.stderr.write("\nstopping after this step (Ctrl-C again to abort)...\n")
+        if message:
+            sys.stderr.write(f"\n{message} (Ctrl-C again to abort)...\n")
         trainer.stop()
         signal.signal(signal.SIGINT, previous)
 
@@ -188,15 +191,25 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = No
 
 
 def synthesize_with_progress(volume, model, args: argparse.Namespace):
-    from napari_xview.engine import synthesize
+    from types import SimpleNamespace
+
+    from napari_xview.engine import SynthesisCancelled, synthesize
     from napari_xview.progress import ProgressBar
 
     bar = ProgressBar("synthesize")
-    result = synthesize(volume, model, device=args.device, views=bool(args.views),
-                        keep_input_slices=KEEP_CHOICES[args.acquired_slices],
-                        ensemble=args.ensemble, target_spacing=args.target_spacing,
-                        output_dtype=args.dtype,
-                        progress=lambda fraction, message: bar.update(fraction, message))
+    cancel = threading.Event()  # Ctrl-C sets it; synthesis stops after its current chunk
+    try:
+        with stop_on_interrupt(SimpleNamespace(stop=cancel.set), message=None):
+            result = synthesize(volume, model, device=args.device, views=bool(args.views),
+                                keep_input_slices=KEEP_CHOICES[args.acquired_slices],
+                                ensemble=args.ensemble, target_spacing=args.target_spacing,
+                                output_dtype=args.dtype, cancel=cancel,
+                                progress=lambda fraction, message: bar.update(fraction, message))
+    except SynthesisCancelled:
+        end_line = "\n" if bar.interactive else ""  # after the bar, not on it
+        sys.stderr.write(f"{end_line}napari-xview: synthesis cancelled (Ctrl-C); nothing was "
+                         "written\n")
+        raise SystemExit(130) from None
     bar.close(f"{result.seconds:.1f} s")
     return result
 

@@ -3,7 +3,7 @@
 from napari_xview.engine.device import resolve_device
 from napari_xview.engine.events import CheckpointSaved, Event, Finished, StageStarted, Step
 from napari_xview.engine.model import CheckpointError, XViewModel, load_model, save_model
-from napari_xview.engine.synthesis import SynthesisResult, synthesize
+from napari_xview.engine.synthesis import SynthesisCancelled, SynthesisResult, synthesize
 from napari_xview.engine.trainer import Trainer, train
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Finished",
     "StageStarted",
     "Step",
+    "SynthesisCancelled",
     "SynthesisResult",
     "Trainer",
     "XViewModel",

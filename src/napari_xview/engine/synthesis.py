@@ -2,8 +2,9 @@
 views disagree.
 
 Memory stays bounded for any volume: SInt-A runs over a few slice pairs at a time (pairs are
-independent), PInt over a few coronal or sagittal images at a time, and long images are split
-along z into overlapping tiles whose centres are kept.
+independent), PInt over a few whole coronal or sagittal images at a time (images are
+independent, but not the parts of one image: PInt's attention pools over the whole image).
+Chunking therefore never changes the result (tests/test_tiling.py).
 
 The networks' intensity window is internal: the results are mapped back to the input's own
 range by the rule of :mod:`napari_xview.io.window` (values outside the window pass through
@@ -13,6 +14,7 @@ from the input) and come out as int16 for an integer input, float32 otherwise.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,14 +37,35 @@ from napari_xview.views import axial_upsample, coronal_upsample, output_length, 
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
 #: are r x 16 to 64 channels times larger, kept for its layer attention: this bounds them.
 CHUNK_VOXELS = 1 << 22
-#: PInt tiles along z: input rows per tile, and rows of context on each side.
-Z_TILE_ROWS, Z_TILE_HALO = 64, 8
 #: Volume axes flipped in each pass of the self-ensemble, in the order passes are added: the
 #: second pass reverses every axis at once; four passes give the coronal and sagittal views
 #: every combination of a z flip and a flip of their in-plane axis.
 ENSEMBLE_FLIPS: tuple[tuple[int, ...], ...] = ((), (0, 1, 2), (0,), (1, 2))
 
 Progress = Callable[[float, str], None]
+#: What ``synthesize(cancel=...)`` accepts: an event that is set, or a callable that returns
+#: True, when the caller wants the synthesis to stop.
+Cancel = threading.Event | Callable[[], bool]
+
+
+class SynthesisCancelled(Exception):
+    """:func:`synthesize` stopped because its ``cancel`` was set; it returns nothing."""
+
+
+def _cancel_checker(cancel: Cancel | None) -> Callable[[], None]:
+    """A function that raises SynthesisCancelled once ``cancel`` is set (never for None)."""
+    if cancel is None:
+        return lambda: None
+    is_set = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+    if not callable(is_set):
+        raise TypeError(f"cancel must be a threading.Event or a callable, got "
+                        f"{type(cancel).__name__}")
+
+    def check() -> None:
+        if is_set():
+            raise SynthesisCancelled("synthesis cancelled")
+
+    return check
 
 
 @dataclass
@@ -92,28 +115,27 @@ def _synthesize_axial(model: XViewModel, unit: np.ndarray, device: torch.device,
     return output
 
 
-def _pint_along_z(model: XViewModel, images: torch.Tensor, device: torch.device,
-                  amp: bool, view: str) -> torch.Tensor:
-    """PInt on a stack of images ``(1, L, N, C)`` laid out as a volume, tiled along z.
+def images_per_pass(factor: int, rows: int, columns: int) -> int:
+    """Coronal or sagittal images of ``rows`` x ``columns`` that PInt takes in one pass.
 
-    Tiles of ``Z_TILE_ROWS`` input rows carry ``Z_TILE_HALO`` rows of context on each side,
-    so each kept output row sees the same neighbourhood as in one whole pass, up to HAN's
-    global (channel and layer) attention statistics.
+    Each image is always whole: HAN's channel attention averages over the whole image and its
+    layer attention correlates whole feature maps, so a piece of an image (a tile along z,
+    whatever its halo) would not give the result of the whole (issue 16). Memory is bounded by
+    passing fewer images at a time instead: ``CHUNK_VOXELS / 2`` output voxels per pass, at
+    least one image. The default model then peaks some 430 MiB above its baseline in a pass
+    (measured on 300 x 512 images, docs/speed.md); smaller passes are no slower on CPU.
     """
-    factor, n_slices = model.factor, images.shape[1]
+    return max(1, CHUNK_VOXELS // (2 * factor * rows * columns))
+
+
+def _pint_whole_images(model: XViewModel, images: torch.Tensor, device: torch.device,
+                       amp: bool, view: str) -> torch.Tensor:
+    """PInt on a stack of images ``(1, L, N, C)`` laid out as a volume, whole images a pass."""
     upsample = coronal_upsample if view == "coronal" else sagittal_upsample
-    output = torch.empty((1, output_length(n_slices, factor), *images.shape[2:]))
-    image_batch = max(1, CHUNK_VOXELS // (factor * min(n_slices, Z_TILE_ROWS) * images.shape[-1]))
-    for start, stop in _chunks(n_slices, Z_TILE_ROWS):
-        low, high = max(0, start - Z_TILE_HALO), min(n_slices, stop + Z_TILE_HALO)
-        tile = images[:, low:high].to(device)
-        with autocast_for(device, amp):
-            upsampled = upsample(model.pint, tile, image_batch=image_batch)
-        first, last = factor * start, min(output.shape[1], factor * stop)
-        if stop == n_slices:
-            last = output.shape[1]
-        output[:, first:last] = upsampled[:, first - factor * low:last - factor * low].float().cpu()
-    return output
+    image_batch = images_per_pass(model.factor, images.shape[1], images.shape[-1])
+    with autocast_for(device, amp):
+        upsampled = upsample(model.pint, images.to(device), image_batch=image_batch)
+    return upsampled.float().cpu()
 
 
 def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
@@ -125,8 +147,8 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     lines_per_chunk = max(1, CHUNK_VOXELS // (n_slices * (width if view == "coronal" else height)))
     for start, stop in _chunks(axis_length, lines_per_chunk):
         part = unit[:, start:stop] if view == "coronal" else unit[:, :, start:stop]
-        upsampled = _pint_along_z(model, torch.from_numpy(np.ascontiguousarray(part))[None],
-                                  device, amp, view)[0].numpy()
+        upsampled = _pint_whole_images(model, torch.from_numpy(np.ascontiguousarray(part))[None],
+                                       device, amp, view)[0].numpy()
         if view == "coronal":
             output[:, start:stop] = upsampled
         else:
@@ -140,8 +162,11 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
     """Equation (7) and the disagreement map, a slab of z at a time (bounded temporaries).
 
     Slabs start at multiples of r, so each slab's own z % r matches the whole volume's.
+    Without the disagreement map the views are not kept, so the fused volume overwrites
+    ``coronal`` (each slab is computed before it is written): one output-sized array less
+    at the memory peak.
     """
-    fused = np.empty_like(coronal)
+    fused = np.empty_like(coronal) if with_spread else coronal
     spread = np.empty_like(coronal) if with_spread else None
     plane = coronal.shape[1] * coronal.shape[2]
     slab = factor * max(1, CHUNK_VOXELS // (plane * factor))
@@ -168,13 +193,16 @@ def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: tor
 
 
 def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device, amp: bool,
-                      passes: int, progress: Progress | None
+                      passes: int, progress: Progress | None,
+                      check_cancel: Callable[[], None] = lambda: None,
                       ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """O_a (None without SInt-A), O_c and O_s, each averaged over ``passes`` flips of the volume.
 
     A flip along z reverses the order of the slices, along y or x mirrors the anatomy; the
     networks are not equivariant to either, so their outputs on flipped inputs, flipped back,
     differ slightly and their mean has less error (the self-ensemble of super-resolution).
+    ``check_cancel`` runs before each view and after each chunk of one, where stopping costs
+    nothing but the chunk.
     """
     views = ["axial", "coronal", "sagittal"] if model.has_axial else ["coronal", "sagittal"]
     parts = len(views) * passes
@@ -188,7 +216,9 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
             def report(fraction: float, done: int = done, label: str = label) -> None:
                 if progress:
                     progress(min(1.0, (done + fraction) / parts), label)
+                check_cancel()
 
+            check_cancel()
             output = _synthesize_view(model, flipped, view, device, amp, report)
             output = np.flip(output, axes) if axes else output
             if view in sums:
@@ -238,7 +268,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
                views: bool = True, keep_input_slices: bool | str = "auto", amp: bool = True,
                progress: Progress | None = None, num_threads: int | None = None,
                ensemble: int = 1, target_spacing: float | None = None,
-               output_dtype: str = "auto") -> SynthesisResult:
+               output_dtype: str = "auto", cancel: Cancel | None = None) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
@@ -277,6 +307,10 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         Data type of the fused volume and the views: "auto" gives int16 (rounded) for an
         integer input and float32 for a floating one; "int16" raises ValueError when the
         values cannot fit ("auto" then falls back to float32 with a warning).
+    cancel : threading.Event or callable, optional
+        Checked before each view and after each chunk of images or slice pairs (and before
+        the fusion): once the event is set, or the callable returns True, the synthesis stops
+        by raising SynthesisCancelled. Another thread (a GUI, a signal handler) sets it.
 
     Returns
     -------
@@ -293,6 +327,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     ------
     VolumeError
         When axis 0 is not the coarsest axis (see :func:`napari_xview.reorient_slice_axis`).
+    SynthesisCancelled
+        When ``cancel`` was set.
 
     Notes
     -----
@@ -322,6 +358,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if mismatch:
         warnings.warn(mismatch, stacklevel=2)
     keep = keeps_input_slices(model, keep_input_slices)
+    check_cancel = _cancel_checker(cancel)
     started = time.perf_counter()
     if num_threads is not None:
         configure_cpu_threads(num_threads)
@@ -333,8 +370,9 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
 
     with torch.inference_mode():
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
-                                                     progress)
+                                                     progress, check_cancel)
     del unit  # the pass-through below reads the unclipped input instead
+    check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
     spacing, affine = volume.resampled_z_grid(factor)
     results = {"fused": fused, "axial": axial if views else None,

@@ -1,0 +1,107 @@
+"""Peak memory of synthesising a long volume, in two measured parts (issue 16's bound).
+
+A whole synthesis of 512 x 512 x 300 at r = 4 with the real network takes too long on a CPU
+to be a quick check, so the peak is measured in two processes and added:
+
+- ``arrays``: the whole synthesis with PInt replaced by linear interpolation along rows
+  (same shapes, negligible work): input, network-scale copy, views, fusion, HU mapping;
+- ``network``: the default model's PInt on one pass of ``images_per_pass`` whole coronal
+  images of 300 x 512 (what synthesis hands it at a time), above the process's baseline.
+
+    python benchmarks/memory.py --slices 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class LinearRows(nn.Module):
+    """PInt's shapes without its work: linear interpolation along rows."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, image):
+        from napari_xview.models.blocks import linear_rows
+
+        return linear_rows(image, self.factor)
+
+
+def part_arrays(args) -> dict:
+    from napari_xview.config import DEFAULT_PRESET, ModelConfig
+    from napari_xview.engine import XViewModel, synthesize
+    from napari_xview.sample import make_phantom
+
+    model = XViewModel.create(ModelConfig.from_preset(DEFAULT_PRESET, args.factor))
+    model.pint = LinearRows(args.factor)
+    # a few phantom slices repeated along z: making a 300-slice phantom directly peaks higher
+    # (float64 temporaries) than the synthesis this measures
+    phantom = make_phantom(shape=(12, args.size, args.size), spacing=(5.0, 0.7, 0.7))
+    repeats = -(-args.slices // 12)
+    array = np.tile(phantom.array, (repeats, 1, 1))[:args.slices].astype(args.dtype)
+    volume = phantom.with_array(array)
+    del phantom, array
+    before = peak_rss_mib()
+    result = synthesize(volume, model, device="cpu", views=args.views)
+    return {"peak_rss_mib": peak_rss_mib(), "peak_before_synthesis_mib": before,
+            "output_shape": list(result.fused.shape),
+            "output_dtype": str(result.fused.array.dtype)}
+
+
+def part_network(args) -> dict:
+    from napari_xview.config import DEFAULT_PRESET, ModelConfig
+    from napari_xview.engine import XViewModel
+    from napari_xview.engine.synthesis import images_per_pass
+
+    model = XViewModel.create(ModelConfig.from_preset(DEFAULT_PRESET, args.factor)).eval()
+    images = images_per_pass(args.factor, args.slices, args.size)
+    batch = torch.rand(images, 1, args.slices, args.size)
+    baseline = peak_rss_mib()
+    with torch.inference_mode():
+        model.pint(batch)
+    return {"images_per_pass": images, "peak_above_baseline_mib": peak_rss_mib() - baseline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--views", action="store_true", help="keep the views (more memory)")
+    parser.add_argument("--dtype", default="int16", choices=("int16", "float32"),
+                        help="input data type (CT files hold int16; the output follows)")
+    parser.add_argument("--part", choices=("arrays", "network"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part:
+        print(json.dumps({"arrays": part_arrays, "network": part_network}[args.part](args)))
+        return
+    results = {}
+    for part in ("arrays", "network"):
+        command = [sys.executable, __file__, "--part", part, *sys.argv[1:]]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[part] = json.loads(output.strip().splitlines()[-1])
+        print(part, results[part], flush=True)
+    total = results["arrays"]["peak_rss_mib"] + results["network"]["peak_above_baseline_mib"]
+    print(f"{args.size} x {args.size} x {args.slices} at r = {args.factor}, views "
+          f"{'kept' if args.views else 'not kept'}: peak about {total:.0f} MiB "
+          f"({total / 1024:.2f} GiB)")
+
+
+if __name__ == "__main__":
+    main()
