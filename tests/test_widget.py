@@ -375,3 +375,25 @@ def test_slice_thickness_and_target_spacing_in_the_widget(make_napari_viewer, qt
     assert fused.data.shape[0] == 16  # 15 mm at 1 mm, both ends included
     np.testing.assert_allclose(fused.scale, (1.0, 0.5, 0.5))
     np.testing.assert_allclose(fused.translate, viewer.layers["scan"].translate)
+
+
+@pytest.mark.gui
+def test_start_from_the_current_model_fine_tunes_it(viewer, qtbot, tiny_model_config):
+    import torch
+
+    widget = make_small(dock_widget(viewer), tiny_model_config, steps=2)
+    widget.start_from.setCurrentText("current model")
+    assert widget.start_training() is None  # no model yet: refused, and said why
+    assert "no current model" in widget.last_error
+    widget.start_from.setCurrentText("new networks")
+    widget.synthesize_after.setChecked(False)
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.start_training()
+    first = widget.model
+    before = {k: v.clone() for k, v in first.pint.state_dict().items()}
+    widget.start_from.setCurrentText("current model")
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.start_training()
+    assert widget.last_error is None and widget.model is first  # the same networks, trained on
+    changed = [not torch.equal(before[k], v) for k, v in first.pint.state_dict().items()]
+    assert any(changed)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from napari_xview.io import Volume
 
 PROGRESS_RANGE = 1000  # progress bar resolution: fraction of the budget times this
+#: What a new training run starts from: fresh networks, or the widget's current model.
+START_FROM = ("new networks", "current model")
 
 
 class TrainingRun:
@@ -107,7 +109,8 @@ class WorkerJobs:
         layer, volume = prepared
         try:
             train_config = self.train_config()
-            model_config = self.model_config()
+            init = self._starting_model()
+            model_config = init.config if init is not None else self.model_config()
         except ValueError as error:
             self._fail(f"Invalid settings: {error}")
             return None
@@ -119,7 +122,7 @@ class WorkerJobs:
         self._resumable = None
         self._training_signature = (layer.name, model_config)
         self._run = TrainingRun(lambda: make_trainer(volume, model_config, train_config,
-                                                       checkpoint, resume_from))
+                                                       checkpoint, resume_from, init))
         worker = create_worker(self._run.events, _ignore_errors=True)
         worker.yielded.connect(self._on_training_event)
         worker.errored.connect(self._on_error)
@@ -173,6 +176,21 @@ class WorkerJobs:
             layer.scale = volume.spacing
             show_info(f"Spacing of {layer.name!r} set to {volume.spacing} mm, as in the widget")
         return layer, volume
+
+    def _starting_model(self) -> XViewModel | None:
+        """The model a new run fine-tunes ("current model"), or None for new networks.
+
+        Raises
+        ------
+        ValueError
+            When "current model" is chosen but there is none.
+        """
+        if self.start_from.currentText() != START_FROM[1]:
+            return None
+        if self.model is None:
+            raise ValueError("no current model to start from: train one or load one "
+                             "(Load model…), or start from new networks")
+        return self.model
 
     def _resume_checkpoint(self, layer_name: str, model_config: ModelConfig) -> Path | None:
         """The checkpoint to continue from, if asked for and still compatible."""
@@ -335,14 +353,16 @@ class WorkerJobs:
 
 
 def make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainConfig,
-                 checkpoint: Path, resume_from: Path | None) -> Trainer:
-    """A new trainer, or one continuing from ``resume_from`` (runs in the worker thread)."""
+                 checkpoint: Path, resume_from: Path | None,
+                 init: XViewModel | None = None) -> Trainer:
+    """A new trainer (fine-tuning ``init`` if given), or one continuing from ``resume_from``
+    (runs in the worker thread)."""
     from napari_xview.engine import Trainer
 
     if resume_from is not None:
         return Trainer.from_checkpoint(resume_from, volume, train_config,
                                        checkpoint_path=checkpoint)
-    return Trainer(volume, model_config, train_config, checkpoint_path=checkpoint)
+    return Trainer(volume, model_config, train_config, checkpoint_path=checkpoint, model=init)
 
 
 def run_synthesis(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,

@@ -25,6 +25,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -35,7 +36,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xview._napari.jobs import PROGRESS_RANGE, ProgressRelay, TrainingRun, WorkerJobs
+from napari_xview._napari.jobs import (
+    PROGRESS_RANGE,
+    START_FROM,
+    ProgressRelay,
+    TrainingRun,
+    WorkerJobs,
+)
 from napari_xview._napari.loss_plot import LossPlot
 from napari_xview._napari.settings import SettingsForm, form_group
 from napari_xview.config import MODEL_PRESETS
@@ -91,6 +98,9 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
     continue_run : QCheckBox
         Train from where the last run of this widget ended (weights, optimiser, step)
         instead of from a new model.
+    start_from : QComboBox
+        What a new run starts from: "new networks", or "current model" (the model trained
+        here or loaded with Load model…, fine-tuned on the input; its sizes and factor win).
     result_kinds : dict of str to QCheckBox
         Which result layers to add (:data:`~napari_xview._napari.layers.RESULT_KINDS`).
     synthesize_after : QCheckBox
@@ -168,6 +178,10 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         self.continue_run.setToolTip("Resume from the weights, optimiser and step where the "
                                      "last run of this widget ended")
         self.continue_run.toggled.connect(self._update_buttons)
+        self.start_from = QComboBox()
+        self.start_from.addItems(list(START_FROM))
+        self.start_from.setToolTip("New networks, or fine-tune the current model (trained "
+                                   "here or loaded, e.g. one trained on a collection of scans)")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, PROGRESS_RANGE)
         self.progress_bar.setValue(0)
@@ -192,6 +206,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         train_form.addRow("Budget", budget_row)
         train_form.addRow("Device", device_row)
         train_form.addRow(self.advanced)
+        train_form.addRow("Start from", self.start_from)
         train_form.addRow(self.continue_run)
         train_form.addRow(buttons)
         train_form.addRow(self.progress_bar)
