@@ -373,6 +373,7 @@ def test_slice_thickness_and_target_spacing_in_the_widget(make_napari_viewer, qt
     assert widget.model.geometry.thickness == 3.0 and widget.model.geometry.spacing == 2.5
     fused = viewer.layers["scan [fused]"]
     assert fused.data.shape[0] == 16  # 15 mm at 1 mm, both ends included
+    assert fused.metadata["factor"] == 3  # the model's r (the DICOM writer names it)
     np.testing.assert_allclose(fused.scale, (1.0, 0.5, 0.5))
     np.testing.assert_allclose(fused.translate, viewer.layers["scan"].translate)
 

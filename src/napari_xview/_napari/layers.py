@@ -134,7 +134,8 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
                   "spacing": tuple(float(value) for value in volume.spacing),
                   "affine": np.asarray(volume.affine, dtype=float),
                   "source": source.metadata.get("source"),
-                  "factor": round(float(source.scale[-3]) / volume.spacing[0])},
+                  "factor": result.factor or round(float(source.scale[-3])
+                                                   / volume.spacing[0])},
     )
     if kind == "disagreement":
         kwargs.update(colormap=disagreement_colormap(), blending="translucent",

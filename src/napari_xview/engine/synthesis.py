@@ -76,7 +76,8 @@ class SynthesisResult:
     kept); ``fused`` is O (equation (7)); these four hold the input's values outside the
     network window (:mod:`napari_xview.io.window`) and share one data type (int16 or
     float32). ``disagreement`` is the per-voxel spread of the three networks' views in HU
-    (float32, within the window), high where the synthesis is least reliable.
+    (float32, within the window), high where the synthesis is least reliable. ``factor``
+    is the model's r (the grid may be another, with a target spacing).
     """
 
     fused: Volume
@@ -85,6 +86,7 @@ class SynthesisResult:
     sagittal: Volume | None
     disagreement: Volume | None
     seconds: float
+    factor: int | None = None
 
     def layers(self) -> Iterator[tuple[str, Volume]]:
         """(name, volume) for every volume present, fused first."""
@@ -397,6 +399,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         **volumes,
         disagreement=Volume(spread, spacing, affine, volume.source) if views else None,
         seconds=0.0,
+        factor=factor,
     )
     if target_spacing is not None and not is_factor_grid(volume.spacing[0], factor,
                                                          target_spacing):
