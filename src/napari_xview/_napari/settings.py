@@ -88,10 +88,8 @@ class SettingsForm:
         return box
 
     def _build_model_controls(self) -> None:
-        self.factor = QSpinBox()
-        self.factor.setRange(min(SUPPORTED_FACTORS), max(SUPPORTED_FACTORS))
-        self.factor.setValue(4)
-        self.factor.setToolTip("r: r - 1 slices are synthesised between two input slices")
+        self.factor = int_box(min(SUPPORTED_FACTORS), max(SUPPORTED_FACTORS), 4,
+                              "r: r - 1 slices are synthesised between two input slices")
         self.preset = QComboBox()
         self.preset.addItems(list(MODEL_PRESETS))
         self.preset.setCurrentText(DEFAULT_PRESET)
@@ -106,9 +104,7 @@ class SettingsForm:
         defaults = TrainConfig()
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["steps", "minutes"])
-        self.budget_steps = QSpinBox()
-        self.budget_steps.setRange(1, 10_000_000)
-        self.budget_steps.setValue(defaults.total_steps)
+        self.budget_steps = int_box(1, 10_000_000, defaults.total_steps)
         self.budget_minutes = QDoubleSpinBox()
         self.budget_minutes.setRange(0.1, 10_000.0)
         self.budget_minutes.setValue(10.0)
@@ -122,10 +118,8 @@ class SettingsForm:
         self.gamma = float_box(0.01, 1.0, defaults.gamma, 0.05,
                                 "γ: share of points with the smallest cross-view error used by "
                                 "equations (11)-(12)")
-        self.n_incremental = QSpinBox()
-        self.n_incremental.setRange(1, 8)
-        self.n_incremental.setValue(defaults.n_incremental)
-        self.n_incremental.setToolTip("N: rounds of incremental interpolation (section 3.2.2)")
+        self.n_incremental = int_box(1, 8, defaults.n_incremental,
+                                     "N: rounds of incremental interpolation (section 3.2.2)")
         self.weight_cmd = float_box(0.0, 10.0, defaults.weight_cmd, 0.05,
                                      "Weight of L_c^cmd + L_s^cmd in the objective (0.15)")
         self.weight_memory = float_box(0.0, 10.0, defaults.weight_memory, 0.05,
@@ -144,18 +138,12 @@ class SettingsForm:
         self.recipe.addItems(list(RECIPES))
         self.recipe.setToolTip('"paper": section 3.2 as written; "inplane": PInt also learns '
                                'from in-plane pairs; "inplane-only": from those alone')
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setValue(defaults.seed)
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 256)
-        self.batch_size.setValue(defaults.batch_size)
-        self.patch_size = QSpinBox()
-        self.patch_size.setRange(8, 1024)
+        self.seed = int_box(0, 2**31 - 1, defaults.seed)
+        self.batch_size = int_box(1, 256, defaults.batch_size)
+        self.patch_size = int_box(8, 1024, defaults.patch_size,
+                                  "In-plane size of the training crops (128); larger volumes "
+                                  "than this are sampled in patches")
         self.patch_size.setSingleStep(16)
-        self.patch_size.setValue(defaults.patch_size)
-        self.patch_size.setToolTip("In-plane size of the training crops (128); larger volumes "
-                                   "than this are sampled in patches")
         self.pint_lines = QSpinBox()
         self.pint_lines.setRange(0, 4096)
         self.pint_lines.setSpecialValueText("all")  # 0 stands for None: every image
@@ -327,6 +315,16 @@ class SettingsForm:
             central_size=None if region is None else max(self.patch_size.value(), region),
             device=self.device.currentText(),
         )
+
+
+def int_box(low: int, high: int, value: int, tip: str = "") -> QSpinBox:
+    """A spin box for an integer in [low, high], with a tooltip when one is given."""
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    if tip:
+        box.setToolTip(tip)
+    return box
 
 
 def float_box(low: float, high: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
