@@ -96,7 +96,8 @@ def average_gradients(parameters: Sequence[torch.Tensor]) -> None:
     offset = 0
     for parameter, grad in zip(parameters, grads, strict=True):
         count = grad.numel()
-        parameter.grad = flat[offset:offset + count].view_as(grad).clone()
+        # views into the one reduced bucket: no copy per parameter (zero_grad drops them)
+        parameter.grad = flat[offset:offset + count].view_as(grad)
         offset += count
 
 
