@@ -137,6 +137,13 @@ def case_train(args) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - started)
         seconds[f"stage{stage}_step_s"] = statistics.median(times)
+    # What one step consumes: crops of the scan (unless PInt learns from in-plane pairs alone)
+    # and in-plane image pairs (the in-plane recipes), so that rates compare across devices.
+    crops = config.batch_size if trainer.model.has_axial or trainer.recipe != "inplane-only" else 0
+    pairs = config.inplane_images if trainer.inplane is not None else 0
+    step_s = seconds["stage1_step_s"]
+    seconds.update(crops_per_step=crops, inplane_pairs_per_step=pairs,
+                   crops_per_s=crops / step_s, inplane_pairs_per_s=pairs / step_s)
     return seconds
 
 
@@ -148,13 +155,30 @@ def case_synth(args) -> dict:
     model = XViewModel.create(ModelConfig.from_preset(args.preset, 4))
     volume = timing_volume(args.slices)
     synthesize(volume.with_array(volume.array[:4, :64, :64]), model, device=args.device)
-    started = time.perf_counter()
-    result = synthesize(volume, model, device=args.device, views=args.views)
-    seconds = time.perf_counter() - started
+
+    def timed(amp: bool):
+        started = time.perf_counter()
+        result = synthesize(volume, model, device=args.device, views=args.views, amp=amp,
+                            output_dtype="float32")
+        return time.perf_counter() - started, result
+
+    # The median of several runs where a run is short (a GPU); one run on a CPU
+    runs = [timed(False) for _ in range(args.repeats if args.device.startswith("cuda") else 1)]
+    seconds = statistics.median(run[0] for run in runs)
+    result = runs[0][1]
     voxels = int(np.prod(result.fused.shape))
     flops = synthesis_flops(model.to(torch.device("cpu")), volume.shape)
-    return {"synth_s": seconds, "output_voxels": voxels, "voxels_per_s": voxels / seconds,
-            "network_flops": flops, "flops_per_s": flops / seconds}
+    report = {"synth_s": seconds, "output_voxels": voxels, "voxels_per_s": voxels / seconds,
+              "network_flops": flops, "flops_per_s": flops / seconds}
+    if args.device.startswith("cuda"):
+        # bfloat16 autocast, and what it costs in HU against float32 (issues 16 and 18)
+        model.to(torch.device(args.device))
+        reduced = [timed(True) for _ in range(args.repeats)]
+        difference = np.abs(reduced[0][1].fused.array - result.fused.array)
+        report.update(bf16_synth_s=statistics.median(run[0] for run in reduced),
+                      bf16_max_abs_hu=float(difference.max()),
+                      bf16_mean_abs_hu=float(difference.mean()))
+    return report
 
 
 def summary(report: dict) -> list[str]:
@@ -164,7 +188,7 @@ def summary(report: dict) -> list[str]:
     peak = cases.get("conv", {}).get("peak_flops_per_s")
     lines = []
     for key, case in cases.items():
-        if not key.startswith("synth-"):
+        if not key.startswith("synth-") or "error" in case:
             continue
         line = (f"{key}: {case['synth_s']:.1f} s, {case['voxels_per_s'] / 1e6:.2f} M voxels/s, "
                 f"peak RSS {case['peak_rss_mib']:.0f} MiB")
@@ -186,7 +210,13 @@ def run_case(args, case: str, preset: str) -> dict:
                "--slices", str(args.slices)] + ([] if args.views else ["--no-views"])
     if args.train_json:
         command += ["--train-json", args.train_json]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    try:
+        output = subprocess.run(command, check=True, capture_output=True, text=True,
+                                timeout=args.case_timeout).stdout
+    except subprocess.TimeoutExpired:
+        return {"error": f"longer than {args.case_timeout} s"}
+    except subprocess.CalledProcessError as error:
+        return {"error": error.stderr.strip().splitlines()[-1] if error.stderr else str(error)}
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -205,6 +235,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
     parser.add_argument("--one", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="lite", help=argparse.SUPPRESS)
+    parser.add_argument("--case-timeout", type=float, default=None,
+                        help="seconds after which a case is reported as too long")
     parser.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
