@@ -33,11 +33,12 @@ from napari_xview.metrics import psnr, synthesized_mask
 
 
 def train_and_score(truth, preset: str, factor: int, device: str, *, amp: bool,
-                    budget: dict) -> dict:
-    """Train ``preset`` on ``truth`` thinned by ``factor`` (direct), score in float32."""
+                    settings: dict) -> dict:
+    """Train ``preset`` (with the TrainConfig ``settings``) on ``truth`` thinned by ``factor``
+    (direct); synthesise in float32 and score."""
     model_config = ModelConfig.from_preset(preset, factor)
     train_config = train_config_for(preset, device=device, amp=amp, checkpoint_every=0,
-                                    **budget)
+                                    **settings)
     setup = prepare_evaluation(truth, model_config, train_config, degradation="direct")
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -70,7 +71,7 @@ def train_and_score(truth, preset: str, factor: int, device: str, *, amp: bool,
                    "psnr_all": psnr(output, setup.truth.array, window=window)}
             for name, output in outputs.items()}
     return {
-        "preset": preset, "factor": factor, "amp": amp, "budget": budget,
+        "preset": preset, "factor": factor, "amp": amp, "settings": settings,
         "steps": finished.step, "training_s": training_s, "synthesis_s": synthesis_s,
         "median_step_s": {stage: float(np.median(times)) for stage, times in step_seconds.items()
                           if times},
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0,
                         help="float32 training budget of the precision check")
     parser.add_argument("--paper-seconds", type=float, default=150.0)
+    parser.add_argument("--paper-json", default="{}",
+                        help="TrainConfig overrides of the paper-preset run, as JSON")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, to try the script")
     parser.add_argument("--skip", nargs="*", default=[], choices=("precision", "paper"))
     args = parser.parse_args()
@@ -113,10 +116,10 @@ def main() -> None:
     if "precision" not in args.skip:
         seconds = 0.1 if args.smoke else args.seconds
         full = train_and_score(truth, "pixelwise", 4, args.device, amp=False,
-                               budget={"minutes": seconds / 60})
+                               settings={"minutes": seconds / 60})
         show("float32", full)
         reduced = train_and_score(truth, "pixelwise", 4, args.device, amp=True,
-                                  budget={"steps": full["steps"]})
+                                  settings={"steps": full["steps"]})
         show("bf16 autocast", reduced)
         difference = reduced["psnr"]["fused"] - full["psnr"]["fused"]
         report["precision"] = {"float32": full, "bf16": reduced, "psnr_difference_db": difference}
@@ -125,8 +128,10 @@ def main() -> None:
         (out / "gpu_checks.json").write_text(json.dumps(report, indent=2))
     if "paper" not in args.skip:
         seconds = 0.1 if args.smoke else args.paper_seconds
+        overrides = json.loads(args.paper_json)
         paper = train_and_score(truth, "paper", 4, args.device, amp=True,
-                                budget={"minutes": seconds / 60})
+                                settings={"minutes": seconds / 60, **overrides})
+        paper["overrides"] = overrides
         show("paper preset", paper)
         report["paper"] = paper
         (out / "gpu_checks.json").write_text(json.dumps(report, indent=2))

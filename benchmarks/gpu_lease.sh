@@ -20,12 +20,12 @@ if [ "${1:-}" = smoke ]; then
     exit
 fi
 # Synthesis (512 x 512 x 36 -> 141) and training steps on the GPU, float32 and bf16
-timeout 230 python3 benchmarks/speed.py --device cuda --threads 16 --presets pixelwise lite paper \
+timeout 200 python3 benchmarks/speed.py --device cuda --threads 16 --presets pixelwise lite paper \
     --repeats 3 --case-timeout 90 --out "$OUT/speed_gpu.json" 2>&1 | tee "$OUT/speed_gpu.log"
 # Training throughput on the same machine's 16 CPU cores, for the GPU/CPU ratio
-timeout 90 python3 benchmarks/speed.py --device cpu --threads 16 --presets pixelwise lite \
-    --cases train --repeats 3 --case-timeout 40 --out "$OUT/speed_cpu16.json" 2>&1 \
+timeout 80 python3 benchmarks/speed.py --device cpu --threads 16 --presets pixelwise lite \
+    --cases train --repeats 3 --case-timeout 35 --out "$OUT/speed_cpu16.json" 2>&1 \
     | tee "$OUT/speed_cpu16.log"
 # Training precision and the paper preset on the dev chest CT at r = 4
-timeout 330 python3 benchmarks/gpu_checks.py data/cxr.nii.gz --out "$OUT" --seconds 75 \
-    --paper-seconds 100 2>&1 | grep -v Warning | tee "$OUT/gpu_checks.log"
+timeout 280 python3 benchmarks/gpu_checks.py data/cxr.nii.gz --out "$OUT" --seconds 60 \
+    --paper-seconds 90 2>&1 | grep -v Warning | tee "$OUT/gpu_checks.log"
