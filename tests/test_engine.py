@@ -369,12 +369,14 @@ def test_self_ensemble_keeps_the_grid_and_rejects_other_pass_counts(phantom):
 
 def test_crops_reach_the_edges_of_the_slice_only_when_central_size_is_none():
     from napari_xview.engine.sampling import CropSampler
+    from napari_xview.engine.store import VolumeStore
 
     volume = torch.zeros(7, 96, 96)
     volume[:, :24, :24] = 1.0
     generator = torch.Generator().manual_seed(0)
-    central = CropSampler([volume], tiny_train(patch_size=16, central_size=32), 2)
-    whole = CropSampler([volume], tiny_train(patch_size=16, central_size=None), 2)
+    store = VolumeStore.from_tensors([volume])
+    central = CropSampler(store, tiny_train(patch_size=16, central_size=32), 2)
+    whole = CropSampler(store, tiny_train(patch_size=16, central_size=None), 2)
     assert all(central.sample(generator).max() == 0 for _ in range(20))
     assert any(whole.sample(generator).max() > 0 for _ in range(20))
 

@@ -34,13 +34,13 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
     seen_shapes = []
     from napari_xview.engine import trainer as trainer_module
 
-    original = trainer_module.volumes_to_unit
+    original = trainer_module.VolumeStore
 
-    def spy(volumes, window):
+    def spy(volumes, window, **options):
         seen_shapes.extend(v.shape for v in volumes)
-        return original(volumes, window)
+        return original(volumes, window, **options)
 
-    monkeypatch.setattr(trainer_module, "volumes_to_unit", spy)
+    monkeypatch.setattr(trainer_module, "VolumeStore", spy)
     config = tiny_model(2)
     report = evaluate(truth, config, TrainConfig(steps=2, batch_size=1, checkpoint_every=0))
     assert seen_shapes == [(7, 24, 24)]  # the degraded scan only

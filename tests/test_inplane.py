@@ -12,6 +12,7 @@ from conftest import tiny_model
 from napari_xview.config import TrainConfig
 from napari_xview.engine import Step, Trainer
 from napari_xview.engine.inplane import InplanePairSampler, inplane_fine_enough
+from napari_xview.engine.store import VolumeStore
 from napari_xview.io import Volume
 
 DZ, DY, DX = 4.0, 0.5, 0.5
@@ -27,7 +28,8 @@ def ramp_volume(a: float, b: float, shape=(5, 96, 96)) -> torch.Tensor:
 def sampler(volume: torch.Tensor, factor: int, **changes) -> InplanePairSampler:
     values = dict(crop_slices=5, patch_size=16, central_size=64, inplane_images=12)
     values.update(changes)
-    return InplanePairSampler([volume], [(DZ, DY, DX)], TrainConfig(**values), factor)
+    return InplanePairSampler(VolumeStore.from_tensors([volume]), [(DZ, DY, DX)],
+                              TrainConfig(**values), factor)
 
 
 @pytest.mark.parametrize("factor", [2, 4])

@@ -17,6 +17,7 @@ from napari_xview.degrade import degrade_axis, degrade_axis_torch, degrade_z
 from napari_xview.engine import Trainer, XViewModel, load_model, save_model, synthesize
 from napari_xview.engine.inplane import InplanePairSampler
 from napari_xview.engine.sampling import training_geometry
+from napari_xview.engine.store import VolumeStore
 from napari_xview.engine.synthesis import geometry_mismatch, keeps_input_slices
 from napari_xview.evaluate import simulate_thick_slices, training_degradation
 from napari_xview.grid import factor_for_spacing, resample_z, target_length
@@ -141,7 +142,8 @@ def test_inplane_pairs_are_averaged_by_the_scan_s_profile(phantom):
     config = profile_train()
     unit = [torch.from_numpy(phantom.array.astype(np.float32) / 1000)]
     geometry = SliceGeometry(4.0, 4.0, "box")
-    sampler = InplanePairSampler(unit, [phantom.spacing], config, 2, [geometry])
+    sampler = InplanePairSampler(VolumeStore.from_tensors(unit), [phantom.spacing], config, 2,
+                                 [geometry])
     degraded, target = sampler.sample(torch.Generator().manual_seed(0))
     # rows 2 mm apart, 4 mm slices: [1/4, 1/2, 1/4] around every second row
     kernel = [0.25, 0.5, 0.25]

@@ -233,6 +233,12 @@ class TrainConfig:
         CPU threads for torch; None keeps torch's choice capped at the machine's cores.
     checkpoint_every : int
         Steps between automatic checkpoints when a checkpoint path is given (0: only at the end).
+    volumes_in_memory : int or None
+        Most scans of a collection held in memory at once (None: all). Crops come from the
+        scans in memory, a new set every ``rotate_every`` steps, so memory does not grow with
+        the collection (:mod:`napari_xview.engine.store`).
+    rotate_every : int
+        Steps during which the same scans stay in memory, with ``volumes_in_memory``.
     """
 
     steps: int | None = None
@@ -270,6 +276,8 @@ class TrainConfig:
     amp: bool = True
     num_threads: int | None = None
     checkpoint_every: int = 200
+    volumes_in_memory: int | None = None
+    rotate_every: int = 100
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +311,11 @@ class TrainConfig:
             raise ValueError(f"pint_lines must be at least 1 or None, got {self.pint_lines}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.volumes_in_memory is not None and self.volumes_in_memory < 1:
+            raise ValueError(
+                f"volumes_in_memory must be at least 1 or None, got {self.volumes_in_memory}")
+        if self.rotate_every < 1:
+            raise ValueError(f"rotate_every must be at least 1, got {self.rotate_every}")
         if self.wavelet_levels < 1:
             raise ValueError(f"wavelet_levels must be at least 1, got {self.wavelet_levels}")
 

@@ -25,19 +25,25 @@ from napari_xview.errors import USER_ERRORS, error_message
 
 
 def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: float | None = None,
-                reorient: bool = False):
+                reorient: bool = False, lazy: bool = False):
     """The volumes named on the command line: files, DICOM series, folders of either, lists
     of paths (:func:`napari_xview.io.collection.expand_paths`).
 
     ``slice_thickness`` overrides the thickness the files state; with ``reorient`` each
-    volume's coarsest axis is moved to axis 0 (``--reorient``).
+    volume's coarsest axis is moved to axis 0 (``--reorient``). ``lazy`` gives
+    :class:`~napari_xview.engine.store.ScanFile` s, read once now for their geometry and
+    again when training needs them (``--volumes-in-memory``).
     """
     from napari_xview.axes import reorient_slice_axis
+    from napari_xview.engine.store import ScanFile
     from napari_xview.io import load_volume
     from napari_xview.io.collection import expand_paths
     from napari_xview.sample import make_phantom
 
     volumes = [make_phantom()] if sample else []
+    if lazy:
+        return volumes + [ScanFile.open(path, reorient=reorient, slice_thickness=slice_thickness)
+                          for path in expand_paths(paths or ())]
     volumes.extend(load_volume(path) for path in expand_paths(paths or ()))
     if reorient:
         volumes = [reorient_slice_axis(volume) for volume in volumes]
@@ -246,7 +252,8 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
 
 # --------------------------------------------------------------------------- commands
 def command_train(args: argparse.Namespace) -> int:
-    volumes = load_inputs(args.input, args.sample, args.slice_thickness, args.reorient)
+    volumes = load_inputs(args.input, args.sample, args.slice_thickness, args.reorient,
+                          lazy=args.volumes_in_memory is not None)
     resolve_factor(args, volumes)
     trainer = make_trainer(args, volumes, checkpoint_path=args.output)
     report_inputs(volumes)

@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(train)
     _add_training_options(train)
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a stopped run")
+    train.add_argument("--volumes-in-memory", type=int, metavar="N",
+                       help="hold at most N scans of a collection in memory, reading the others "
+                            "when their turn comes (default: all)")
     train.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
 
     synth = commands.add_parser("synthesize", help="apply a model to a scan")
@@ -206,6 +209,7 @@ def train_config_from(args: argparse.Namespace, degradation: str | None = None) 
         batch_size=args.batch_size, num_threads=args.threads,
         checkpoint_every=args.checkpoint_every, slice_profile=args.slice_profile,
         degradation=args.train_degradation or degradation,
+        volumes_in_memory=getattr(args, "volumes_in_memory", None),
     )
     switches = dict(amp=args.no_amp, cross_view=args.no_cross_view,
                     use_cmd_coronal=args.no_cmd_coronal, use_cmd_sagittal=args.no_cmd_sagittal,

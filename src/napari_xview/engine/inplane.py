@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from napari_xview.config import TrainConfig
 from napari_xview.degrade import degrade_axis_torch
 from napari_xview.engine.sampling import window_start
+from napari_xview.engine.store import VolumeStore
 from napari_xview.profiles import SliceGeometry
 
 
@@ -62,8 +63,8 @@ class InplanePairSampler:
 
     Parameters
     ----------
-    volumes : list of Tensor
-        ``(l, h, w)`` volumes on the [0, 1] scale (CPU).
+    volumes : VolumeStore
+        The scans on the [0, 1] scale (CPU); pairs come from those in memory.
     spacings : list of tuple
         ``(dz, dy, dx)`` of each volume, in mm.
     geometries : list of SliceGeometry, optional
@@ -82,7 +83,7 @@ class InplanePairSampler:
         its slices are too small for a pair; the trainer then falls back to the paper's pairs.
     """
 
-    def __init__(self, volumes: Sequence[torch.Tensor], spacings: Sequence[Sequence[float]],
+    def __init__(self, volumes: VolumeStore, spacings: Sequence[Sequence[float]],
                  config: TrainConfig, factor: int,
                  geometries: Sequence[SliceGeometry] | None = None):
         self.factor = factor
@@ -92,19 +93,23 @@ class InplanePairSampler:
             raise ValueError("the 'profile' degradation needs each volume's slice geometry")
         if geometries is None:
             geometries = [None] * len(volumes)
-        self.slices: list[tuple[torch.Tensor, float, float, float]] = []
-        self.kernels: list = []
+        self.volumes = volumes
+        #: Per usable scan (its pixels fine enough for r): dy, dx and the row spacing dz / r
+        self.slices: dict[int, tuple[float, float, float]] = {}
+        self.kernels: dict[int, object] = {}
         rows_low = config.crop_slices
         self.target_rows = factor * (rows_low - 1) + 1
-        for volume, spacing, geometry in zip(volumes, spacings, geometries, strict=True):
+        for index, (shape, spacing, geometry) in enumerate(
+                zip(volumes.shapes, spacings, geometries, strict=True)):
             if not inplane_fine_enough(spacing, factor):
                 continue
             dz, dy, dx = (float(s) for s in spacing)
             # resampled to rows dz / r apart, either axis must still hold target_rows rows
-            extent = min((volume.shape[1] - 1) * dy, (volume.shape[2] - 1) * dx)
+            extent = min((shape[1] - 1) * dy, (shape[2] - 1) * dx)
             if math.floor(extent / (dz / factor)) + 1 >= self.target_rows:
-                self.slices.append((volume, dy, dx, dz / factor))
-                self.kernels.append(geometry.kernel(factor) if self.by_profile else None)
+                self.slices[index] = (dy, dx, dz / factor)
+                self.kernels[index] = geometry.kernel(factor) if self.by_profile else None
+        self.usable = list(self.slices)
         if not self.slices:
             finest = min(max(s[1], s[2]) / s[0] for s in spacings)
             raise ValueError(
@@ -115,9 +120,10 @@ class InplanePairSampler:
 
     def _resampled_slice(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """A random axial slice, maybe transposed, with rows dz / r apart (anti-aliased), and
-        the index of its volume among the usable ones."""
-        index = int(torch.randint(len(self.slices), (1,), generator=generator))
-        volume, dy, dx, target_spacing = self.slices[index]
+        the index of its scan in the store."""
+        index = self.volumes.draw(generator, among=self.usable)
+        volume = self.volumes[index]
+        dy, dx, target_spacing = self.slices[index]
         image = volume[int(torch.randint(volume.shape[0], (1,), generator=generator))]
         if bool(torch.randint(2, (1,), generator=generator)):
             image, dy, dx = image.T, dx, dy

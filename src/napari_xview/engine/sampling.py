@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from napari_xview.axes import check_slice_axis
 from napari_xview.config import TrainConfig
 from napari_xview.degrade import degrade_z_torch
+from napari_xview.engine.store import VolumeStore
 from napari_xview.io import Volume
-from napari_xview.io.window import to_unit
 from napari_xview.profiles import SliceGeometry
 
 
@@ -33,19 +32,6 @@ def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:
     if config.degradation == "blur-noise":
         return SliceGeometry(dz, config.blur_fwhm * dz, "gaussian")
     return SliceGeometry(dz, 0.0, "point")
-
-
-def volumes_to_unit(volumes: Sequence[Volume], window: tuple[float, float]) -> list[torch.Tensor]:
-    """Map each volume's HU to [0, 1] by ``window`` as float32 CPU tensors (copies).
-
-    Every volume must have its slices along axis 0 (:func:`napari_xview.axes.check_slice_axis`):
-    training learns to add slices along that axis.
-    """
-    if not volumes:
-        raise ValueError("no volume to train on: give at least one")
-    for volume in volumes:
-        check_slice_axis(volume, purpose="training")
-    return [torch.from_numpy(to_unit(volume.array, window)) for volume in volumes]
 
 
 def degrade_crops(crops: torch.Tensor, sources: Sequence[int], config: TrainConfig,
@@ -82,26 +68,26 @@ class CropSampler:
 
     Parameters
     ----------
-    volumes : list of Tensor
-        ``(l, h, w)`` volumes on the [0, 1] scale.
+    volumes : VolumeStore
+        The scans on the [0, 1] scale; crops come from those in memory.
     config : TrainConfig
         ``batch_size``, ``crop_slices``, ``patch_size`` and ``central_size``.
     factor : int
         The factor r, which sets the fewest slices a crop may have.
     """
 
-    def __init__(self, volumes: Sequence[torch.Tensor], config: TrainConfig, factor: int):
+    def __init__(self, volumes: VolumeStore, config: TrainConfig, factor: int):
         needed = minimum_slices(factor)
-        for index, volume in enumerate(volumes):
-            if volume.shape[0] < needed:
+        for index, shape in enumerate(volumes.shapes):
+            if shape[0] < needed:
                 raise ValueError(
-                    f"volume {index} has {volume.shape[0]} slices, too few for factor {factor}: "
+                    f"volume {index} has {shape[0]} slices, too few for factor {factor}: "
                     f"internal learning downsamples the scan by r along z and needs at least "
                     f"r + 1 = {needed} slices; use a smaller factor or a longer scan")
-        self.volumes = list(volumes)
+        self.volumes = volumes
         self.batch_size = config.batch_size
-        self.slices = min(config.crop_slices, *(v.shape[0] for v in volumes))
-        self.patch = min(config.patch_size, *(min(v.shape[1:]) for v in volumes))
+        self.slices = min(config.crop_slices, *(shape[0] for shape in volumes.shapes))
+        self.patch = min(config.patch_size, *(min(shape[1:]) for shape in volumes.shapes))
         self.central = config.central_size
 
     def sample(self, generator: torch.Generator, slices: int | None = None,
@@ -120,7 +106,7 @@ class CropSampler:
         patch = self.patch if patch is None else min(patch, self.patch)
         crops, sources = [], []
         for _ in range(self.batch_size):
-            index = int(torch.randint(len(self.volumes), (1,), generator=generator))
+            index = self.volumes.draw(generator)
             volume = self.volumes[index]
             z = window_start(volume.shape[0], slices, volume.shape[0], generator)
             y = window_start(volume.shape[1], patch, self.central, generator)

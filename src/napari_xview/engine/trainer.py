@@ -46,12 +46,8 @@ from napari_xview.engine.model import (
     read_checkpoint,
     save_model,
 )
-from napari_xview.engine.sampling import (
-    CropSampler,
-    degrade_crops,
-    training_geometry,
-    volumes_to_unit,
-)
+from napari_xview.engine.sampling import CropSampler, degrade_crops, training_geometry
+from napari_xview.engine.store import ScanFile, Scans, VolumeStore
 from napari_xview.io import Volume
 from napari_xview.losses import consistency_loss, internal_loss, total_objective
 from napari_xview.views import (
@@ -70,8 +66,9 @@ class Trainer:
 
     Parameters
     ----------
-    volumes : Volume or sequence of Volume
-        The scans to learn from (Hounsfield units). They are never modified.
+    volumes : Volume, ScanFile or a sequence of them
+        The scans to learn from (Hounsfield units), never modified; files are read when their
+        turn comes (``TrainConfig.volumes_in_memory``, :mod:`napari_xview.engine.store`).
     model_config : ModelConfig, optional
         Network sizes and factor r; the default preset at r = 4 when omitted.
     train_config : TrainConfig, optional
@@ -91,7 +88,7 @@ class Trainer:
     ...     print(event)
     """
 
-    def __init__(self, volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
+    def __init__(self, volumes: Scans, model_config: ModelConfig | None = None,
                  train_config: TrainConfig | None = None, *,
                  checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
         self.model_config = model_config or (model.config if model is not None
@@ -104,14 +101,18 @@ class Trainer:
         self.device = resolve_device(distributed.device_for_rank(self.config.device))
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
 
-        volume_list = [volumes] if isinstance(volumes, Volume) else list(volumes)
-        unit_volumes = volumes_to_unit(volume_list, self.model_config.window)
-        self.sampler = CropSampler(unit_volumes, self.config, self.model_config.factor)
+        volume_list = [volumes] if isinstance(volumes, Volume | ScanFile) else list(volumes)
+        #: The scans on the [0, 1] scale, all in memory or a rotating few (``volumes_in_memory``)
+        self.volumes = VolumeStore(volume_list, self.model_config.window,
+                                   in_memory=self.config.volumes_in_memory,
+                                   rotate_every=self.config.rotate_every,
+                                   seed=self.config.seed + 1_000_003 * self.rank)
+        self.sampler = CropSampler(self.volumes, self.config, self.model_config.factor)
         #: The slice geometry each scan is taken to have: what the degradation simulates.
         self.geometries = [training_geometry(v, self.config) for v in volume_list]
         self._internal_kernels = [g.internal_kernel(self.model_config.factor)
                                   for g in self.geometries]
-        self.inplane = self._inplane_sampler(unit_volumes, [v.spacing for v in volume_list])
+        self.inplane = self._inplane_sampler([v.spacing for v in volume_list])
 
         torch.manual_seed(self.config.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
@@ -129,12 +130,12 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
 
-    def _inplane_sampler(self, unit_volumes, spacings) -> InplanePairSampler | None:
+    def _inplane_sampler(self, spacings) -> InplanePairSampler | None:
         """In-plane pairs for PInt with the "inplane" recipe, where the pixels allow it."""
         if self.config.recipe == "paper":
             return None
         try:
-            return InplanePairSampler(unit_volumes, spacings, self.config,
+            return InplanePairSampler(self.volumes, spacings, self.config,
                                       self.model_config.factor, self.geometries)
         except ValueError as reason:
             warnings.warn(f"{reason}; training with the paper's recipe instead", stacklevel=3)
@@ -303,6 +304,7 @@ class Trainer:
                 if self._stop_requested.is_set():
                     stopped = True
                     break
+                self.volumes.set_step(self.step)  # the scans of this step in memory
                 yield self._timed_step(stage)
                 if self._checkpoint_due():
                     yield CheckpointSaved(str(self.save(self.checkpoint_path)), self.step)
@@ -472,7 +474,7 @@ class Trainer:
         return terms
 
 
-def train(volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
+def train(volumes: Scans, model_config: ModelConfig | None = None,
           train_config: TrainConfig | None = None, *,
           init: XViewModel | str | Path | None = None, **kwargs: Any) -> Iterator[Event]:
     """Train on ``volumes`` and yield events: ``Trainer(volumes, ...).run()``.
