@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_model
 from napari_xview import cli
@@ -123,3 +124,23 @@ def test_evaluate_command_with_each_recipe(recipe, tmp_path, monkeypatch, capsys
     # trains with the paper's recipe instead, which shows that it was asked for another one
     fallback = "training with the paper's recipe instead" in capsys.readouterr().err
     assert fallback == (recipe != "paper")
+
+
+def test_evaluate_fine_tunes_a_model_given_with_init(tmp_path, monkeypatch, tiny_presets):
+    """``evaluate --init``: the trainer starts from the model's weights (a learning rate of
+    1e-12 leaves them where they were, which a fresh model would not be)."""
+    from napari_xview.engine import load_model
+
+    first = tmp_path / "first.pt"
+    evaluate_with(["--save-model", str(first)], tmp_path, monkeypatch)
+    tuned = tmp_path / "tuned.pt"
+    evaluate_with(["--init", str(first), "--lr", "1e-12", "--save-model", str(tuned)], tmp_path,
+                  monkeypatch)
+    before, after = load_model(first), load_model(tuned)
+    # the optimiser's parameters (the memory bank's items learn by their own update rule)
+    for (net, module), (_, tuned_module) in zip(before.named_modules(), after.named_modules(),
+                                                strict=True):
+        tuned_parameters = dict(tuned_module.named_parameters())
+        for name, tensor in module.named_parameters():
+            torch.testing.assert_close(tuned_parameters[name], tensor, rtol=0, atol=1e-6,
+                                       msg=f"{net}.{name}")

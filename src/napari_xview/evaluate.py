@@ -175,7 +175,7 @@ class EvaluationSetup:
 
 def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = None,
                        train_config: TrainConfig | None = None, *,
-                       degradation: str = "direct") -> EvaluationSetup:
+                       degradation: str = "direct", init=None) -> EvaluationSetup:
     """Degrade ``ground_truth`` and build the trainer of the degraded scan.
 
     Parameters
@@ -189,6 +189,9 @@ def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = 
     degradation : str
         How the thick-slice input is simulated: "direct" or "blur-noise" (section 4.1), "box"
         or "gaussian" (:func:`simulate_thick_slices`).
+    init : XViewModel, optional
+        A trained model to fine-tune on the degraded scan (its sizes replace
+        ``model_config``; it must have been trained on other scans than the ground truth's).
 
     Returns
     -------
@@ -196,13 +199,15 @@ def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = 
     """
     from napari_xview.engine import Trainer
 
+    if init is not None:
+        model_config = init.config
     model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
     train_config = train_config or default_train_config(model_config)
     thick, truth = simulate_thick_slices(
         ground_truth, model_config.factor, degradation, blur_fwhm=train_config.blur_fwhm,
         noise_sigma=train_config.noise_sigma, seed=train_config.seed + 1,
         window=model_config.window)
-    return EvaluationSetup(thick, truth, Trainer(thick, model_config, train_config),
+    return EvaluationSetup(thick, truth, Trainer(thick, model_config, train_config, model=init),
                            train_config, degradation)
 
 

@@ -296,7 +296,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     """Degrade a ground truth, train on the degraded scan, print the table, write the files."""
-    from napari_xview.engine import save_model
+    from napari_xview.engine import load_model, save_model
     from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
 
     if args.factor is None:
@@ -304,8 +304,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     truth = (sample_ground_truth(args.factor) if args.sample
              else load_inputs([args.input], sample=False)[0])
     train_config = train_config_from(args, degradation=training_degradation(args.degradation))
+    init = load_model(args.init, factor=args.factor) if args.init else None
     setup = prepare_evaluation(truth, model_config_from(args), train_config,
-                               degradation=args.degradation)
+                               degradation=args.degradation, init=init)
     finished = run_training(setup.trainer, label="train (degraded input only)")
     if args.save_model:
         save_model(finished.model, args.save_model)
