@@ -123,11 +123,21 @@ def test_volume_from_a_layer_without_our_metadata_is_axis_aligned():
     assert volume.origin == pytest.approx((10.0, 20.0, 30.0))
 
 
-def test_sample_is_the_chest_ct_sample_as_a_layer():
+def test_sample_is_the_chest_ct_sample_as_a_layer(monkeypatch):
+    from napari_xview.sample import make_ct_sample
+
+    calls = []
+
+    def small_sample(*args, **kwargs):  # the default call, on a grid that takes no time
+        calls.append((args, kwargs))
+        return make_ct_sample(5, 32)
+
+    monkeypatch.setattr("napari_xview._napari._io.make_ct_sample", small_sample)
     [(data, kwargs, kind)] = sample_phantom()
-    assert kind == "image" and data.shape == (40, 256, 256)
+    assert calls == [((), {})]  # the default sample: 40 slices of 5 mm, 256 x 256
+    assert kind == "image" and data.shape == (5, 32, 32)
     assert kwargs["scale"] == (5.0, 1.25, 1.25)
-    assert data.min() >= -1024.0 and data.max() > 300.0  # HU: air to contrast and bone
+    np.testing.assert_array_equal(data, make_ct_sample(5, 32).thick.array)  # the thick scan
 
 
 # --------------------------------------------------------------------------------------

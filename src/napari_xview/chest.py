@@ -8,7 +8,7 @@ way a scan comes about, so that its thin slices are a ground truth for the thick
    smooth texture; ribs (cortex 900, marrow 250, cartilage 130) that descend from the spine
    to the front as real ribs do; vertebral bodies and arches, discs (80) and the spinal
    canal (15); two lungs (parenchyma -870 with texture and a gravity gradient towards the
-   back) over diaphragm domes (the right one higher) with the liver and the stomach below;
+   back) over diaphragm domes (the right one higher) with the liver and spleen below; a sternum;
    a heart along its oblique long axis (myocardium 110, blood 260 right / 360 left, in the
    arterial phase of a contrast scan), the aorta (ascending, arch, descending), the
    pulmonary trunk and the superior vena cava; the trachea and, in each lung, **bronchial,

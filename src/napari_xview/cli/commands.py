@@ -72,7 +72,7 @@ def report_inputs(volumes) -> None:
 
 def describe_input(volume) -> str:
     """One line: name, size, slice spacing and thickness (and where the thickness is from)."""
-    name = Path(volume.source).name if volume.source else "sample phantom"
+    name = Path(volume.source).name if volume.source else "chest CT sample"
     nz, ny, nx = volume.shape
     stated = "stated" if volume.slice_thickness is not None else "not stated: taken = spacing"
     return (f"{name}: {nz} slices of {ny} x {nx}, slice spacing {volume.spacing[0]:.3g} mm, "
