@@ -62,8 +62,7 @@ def test_hu_ranges_of_a_chest_ct(sample):
     for low, high in ((-150.0, -50.0), (20.0, 80.0), (250.0, 450.0)):  # fat, muscle, blood
         assert np.count_nonzero((hu > low) & (hu < high)) > 0.002 * hu.size
     assert np.count_nonzero(hu > 600.0) > 50  # bone
-    big = make_ct_sample(5, 128)
-    assert 700.0 < big.truth.array.max() < 1500.0
+    assert 700.0 < hu.max() < 1500.0  # cortex (900 HU) after blur, partial volume and noise
 
 
 def test_noise_is_ct_level_and_thinner_slices_are_noisier():
