@@ -71,7 +71,13 @@ def test_two_processes_train_one_model_and_resume(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_the_command_line_under_torchrun_reports_once_and_writes_one_model(tmp_path):
-    done = torchrun(tmp_path, "-m", "napari_xview.cli", "train", "--sample", "--factor", "4",
+    from napari_xview.io import save_volume
+    from napari_xview.sample import make_phantom
+
+    # the analytic phantom (what --sample was before the chest sample, which takes seconds
+    # to generate in each process)
+    scan = save_volume(make_phantom(), tmp_path / "phantom.nii.gz")
+    done = torchrun(tmp_path, "-m", "napari_xview.cli", "train", str(scan), "--factor", "4",
                     "--steps", "2", "--batch-size", "1", "--threads", "1", "--device", "cpu",
                     "-o", tmp_path / "m.pt")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -123,10 +123,21 @@ def test_volume_from_a_layer_without_our_metadata_is_axis_aligned():
     assert volume.origin == pytest.approx((10.0, 20.0, 30.0))
 
 
-def test_sample_is_the_phantom_as_a_layer():
+def test_sample_is_the_chest_ct_sample_as_a_layer(monkeypatch):
+    from napari_xview.sample import make_ct_sample
+
+    calls = []
+
+    def small_sample(*args, **kwargs):  # the default call, on a grid that takes no time
+        calls.append((args, kwargs))
+        return make_ct_sample(5, 32)
+
+    monkeypatch.setattr("napari_xview._napari._io.make_ct_sample", small_sample)
     [(data, kwargs, kind)] = sample_phantom()
-    assert kind == "image" and data.shape == (32, 128, 128)
-    assert kwargs["scale"] == (5.0, 0.8, 0.8)
+    assert calls == [((), {})]  # the default sample: 40 slices of 5 mm, 256 x 256
+    assert kind == "image" and data.shape == (5, 32, 32)
+    assert kwargs["scale"] == (5.0, 1.25, 1.25)
+    np.testing.assert_array_equal(data, make_ct_sample(5, 32).thick.array)  # the thick scan
 
 
 # --------------------------------------------------------------------------------------
@@ -150,11 +161,16 @@ def test_viewer_opens_nifti_and_dicom_folder(make_napari_viewer, nifti_path, tmp
 
 
 @pytest.mark.gui
-def test_viewer_sample_menu_gives_the_phantom(make_napari_viewer):
+def test_viewer_sample_menu_gives_the_chest_sample(make_napari_viewer, monkeypatch):
+    from napari_xview.sample import make_ct_sample
+
+    # a small sample keeps the test fast; the full one is tested above
+    monkeypatch.setattr("napari_xview._napari._io.make_ct_sample",
+                        lambda: make_ct_sample(5, 32, pixel=1.0))
     viewer = make_napari_viewer()
     [layer] = viewer.open_sample("napari-xview", "ct_phantom")
-    assert layer.data.shape == (32, 128, 128)
-    np.testing.assert_allclose(layer.scale, (5.0, 0.8, 0.8))
+    assert layer.data.shape == (5, 32, 32)
+    np.testing.assert_allclose(layer.scale, (5.0, 1.0, 1.0))
 
 
 @pytest.mark.gui

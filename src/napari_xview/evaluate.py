@@ -274,9 +274,9 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
 
 
 def sample_ground_truth(factor: int) -> Volume:
-    """A thin-slice phantom (1.25 mm) to evaluate on without any file."""
-    from napari_xview.sample import make_phantom
+    """The thin slices (1.25 mm) of the chest sample, to evaluate on without any file
+    (:func:`napari_xview.sample.make_ct_sample`; ``factor`` is accepted for the callers that
+    pass it: the 157 thin slices serve every factor)."""
+    from napari_xview.sample import make_ct_sample
 
-    return make_phantom(shape=(8 * factor + 1, 128, 128), spacing=(1.25, 0.8, 0.8))
-
-
+    return make_ct_sample().truth

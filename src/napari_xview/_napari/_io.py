@@ -29,7 +29,7 @@ from napari_xview.io import (
 from napari_xview.io.dicom import SUFFIXES as DICOM_SUFFIXES
 from napari_xview.io.dicom import is_dicom_file
 from napari_xview.io.files import READABLE_SUFFIXES
-from napari_xview.sample import make_phantom
+from napari_xview.sample import make_ct_sample
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -248,5 +248,6 @@ def _is_identity(transform: Any) -> bool:
 
 
 def sample_phantom() -> list[LayerData]:
-    """npe2 sample data: the CT-like phantom with 5 mm slices, in HU and in mm."""
-    return [layer_data(make_phantom(), name="ct_phantom")]
+    """npe2 sample data: the chest CT sample with 5 mm slices, in HU and in mm
+    (:func:`napari_xview.sample.make_ct_sample`)."""
+    return [layer_data(make_ct_sample().thick, name="ct_phantom")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -38,9 +39,8 @@ def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: floa
     from napari_xview.engine.store import ScanFile
     from napari_xview.io import load_volume
     from napari_xview.io.collection import expand_paths
-    from napari_xview.sample import make_phantom
 
-    volumes = [make_phantom()] if sample else []
+    volumes = [ct_sample().thick] if sample else []
     if lazy:
         return volumes + [ScanFile.open(path, reorient=reorient, slice_thickness=slice_thickness)
                           for path in expand_paths(paths or ())]
@@ -50,6 +50,15 @@ def load_inputs(paths: Sequence[str] | None, sample: bool, slice_thickness: floa
     if slice_thickness is not None:
         volumes = [volume.with_thickness(slice_thickness) for volume in volumes]
     return volumes
+
+
+@functools.lru_cache(maxsize=1)
+def ct_sample():
+    """The sample of ``--sample`` (:func:`napari_xview.sample.make_ct_sample`), generated once
+    per process: ``run`` scores its result against the sample's thin slices."""
+    from napari_xview.sample import make_ct_sample
+
+    return make_ct_sample()
 
 
 def load_one(args: argparse.Namespace):
@@ -70,7 +79,7 @@ def report_inputs(volumes) -> None:
 
 def describe_input(volume) -> str:
     """One line: name, size, slice spacing and thickness (and where the thickness is from)."""
-    name = Path(volume.source).name if volume.source else "sample phantom"
+    name = Path(volume.source).name if volume.source else "chest CT sample"
     nz, ny, nx = volume.shape
     stated = "stated" if volume.slice_thickness is not None else "not stated: taken = spacing"
     return (f"{name}: {nz} slices of {ny} x {nx}, slice spacing {volume.spacing[0]:.3g} mm, "
@@ -291,7 +300,43 @@ def command_run(args: argparse.Namespace) -> int:
     result = synthesize_with_progress(volume, finished.model, args)
     write_result(result, args.output, args.views, args.overwrite, args.format,
                  finished.model.factor)
+    if args.sample:
+        report_sample_gain(result, volume, finished.model.factor, finished.model.config.window)
     return 0
+
+
+def report_sample_gain(result, volume, factor: int, window) -> None:
+    """How the result of ``run --sample`` compares with linear and cubic interpolation
+    against the thin slices the sample was made from (its truth), on standard error."""
+    from napari_xview.sample import score_against_truth
+
+    truth = ct_sample().truth_for(factor)
+    fused = result.fused
+    if (truth is None or fused.shape != truth.shape
+            or volume.array.shape != ct_sample().thick.array.shape):
+        sys.stderr.write(f"sample: no thin-slice truth on this output grid ({fused.shape[0]} "
+                         f"slices at {fused.spacing[0]:g} mm; the truth has "
+                         f"{ct_sample().truth.spacing[0]:g} mm slices): not scored\n")
+        return
+    scores = score_against_truth(fused.array, volume.array, truth.array, factor, window)
+    sys.stderr.write(format_sample_gain(scores, truth.thickness, truth.spacing[0]))
+
+
+def format_sample_gain(scores, thickness: float, spacing: float) -> str:
+    """The lines of :func:`report_sample_gain`: PSNR of each method, then the gain."""
+    lines = [f"sample: PSNR against the thin slices it was made from ({thickness:g} mm thick, "
+             f"every {spacing:g} mm), synthesised slices / all slices:"]
+    for name in ("result", "linear", "cubic"):
+        score = scores[name]
+        lines.append(f"  {name:<7}{score['psnr']:6.2f} dB / {score['psnr_all']:6.2f} dB")
+    best = max(("linear", "cubic"), key=lambda name: scores[name]["psnr"])
+    gain = scores["result"]["psnr"] - scores[best]["psnr"]
+    gain_all = scores["result"]["psnr_all"] - max(scores[name]["psnr_all"]
+                                                   for name in ("linear", "cubic"))
+    verdict = "better" if gain > 0 else "worse"
+    lines.append(f"  gain over the best interpolation ({best}): {gain:+.2f} dB / "
+                 f"{gain_all:+.2f} dB: the result is {verdict} than interpolation here")
+    return "\n".join(lines) + "\n"
 
 
 def command_evaluate(args: argparse.Namespace) -> int:

@@ -28,7 +28,8 @@ def _add_input(parser: argparse.ArgumentParser, many: bool = False) -> None:
                        help="NIfTI, TIFF, NRRD file or DICOM series folder" +
                             (" (several, or a folder of volumes)" if many else ""))
     group.add_argument("--sample", action="store_true",
-                       help="use the generated CT phantom (5 mm slices) instead of a file")
+                       help="use the generated chest CT sample (5 mm slices, made from 1.25 mm "
+                            "ones; run scores its result against them) instead of a file")
 
 
 def _add_output_grid(parser: argparse.ArgumentParser) -> None:
