@@ -222,6 +222,7 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
     and so on) whose SeriesDescription names the synthesis, the factor and the view.
     """
     from napari_xview.io import save_volume
+    from napari_xview.io.atomic import ensure_folder
     from napari_xview.io.dicom_write import save_dicom_series
 
     def save(volume, target, name: str) -> Path:
@@ -232,11 +233,11 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
         return save_dicom_series(volume, target, description=description, factor=factor,
                                  overwrite=overwrite)
 
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(Path(output).parent)
     written = [save(result.fused, output, "fused")]
     if views_dir:
         suffix = "" if output_format == "dicom" else "".join(Path(output).suffixes) or ".nii.gz"
-        Path(views_dir).mkdir(parents=True, exist_ok=True)
+        ensure_folder(views_dir)
         for name, volume in result.layers():
             if name != "fused":
                 written.append(save(volume, Path(views_dir) / f"{name}{suffix}", name))
@@ -290,7 +291,13 @@ def command_run(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     """Degrade a ground truth, train on the degraded scan, print the table, write the files."""
     from napari_xview.engine import save_model
-    from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
+    from napari_xview.evaluate import prepare_evaluation
+    from napari_xview.io.atomic import (
+        ensure_folder,
+        sample_ground_truth,
+        training_degradation,
+        write_text,
+    )
 
     if args.factor is None:
         raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
@@ -306,8 +313,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write(report.to_markdown())
     for path, text in ((args.json, report.to_json()), (args.markdown, report.to_markdown())):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            ensure_folder(Path(path).parent)
+            write_text(path, text)
     return 0
 
 

@@ -6,6 +6,7 @@ with ``torch.load(..., weights_only=True)``, so that opening a model file cannot
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 
 from napari_xview import __version__
 from napari_xview.config import ModelConfig
-from napari_xview.io.atomic import atomic_file
+from napari_xview.io.atomic import atomic_file, ensure_folder
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
 from napari_xview.profiles import SliceGeometry
 
@@ -131,9 +132,13 @@ def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     (:func:`napari_xview.io.atomic.atomic_file`, the same as every other output).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as temporary:
-        torch.save(payload, temporary)
+    ensure_folder(path.parent)
+    # serialised in memory first: torch's own file writer reports a full disk as a
+    # RuntimeError without its cause, Python's write as the OSError it is
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_file(path) as temporary, open(temporary, "wb") as file:
+        file.write(buffer.getbuffer())
     return path
 
 
