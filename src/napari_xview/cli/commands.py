@@ -181,13 +181,36 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = No
     init_from_environment(args.device)  # joins torchrun's process group, if any
     config = train_config_from(args, degradation)
     if getattr(args, "resume", None):
-        return Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
-                                       overrides=runtime_overrides(args))
+        trainer = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
+                                          overrides=runtime_overrides(args))
+        check_saved_model(args.resume, trainer.model_config, args, "--resume")
+        return trainer
     if getattr(args, "init", None):
-        model = load_model(args.init, factor=args.factor)
+        model = load_model(args.init)
+        check_saved_model(args.init, model.config, args, "--init")
         return Trainer(volumes, model.config, config, checkpoint_path=checkpoint_path,
                        model=model)
     return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
+
+
+def check_saved_model(path: str, saved, args: argparse.Namespace, option: str) -> None:
+    """Refuse a saved model whose factor or preset differs from what the command line asks.
+
+    The saved networks define the run; a --factor (or the factor of --target-spacing) or an
+    explicit --preset that disagrees is a mistake to name, not a setting to ignore.
+    """
+    from napari_xview.engine.model import CheckpointError
+
+    differences = []
+    if args.factor is not None and int(args.factor) != saved.factor:
+        differences.append(f"factor {saved.factor}, not {args.factor}")
+    if args.preset is not None and args.preset != saved.preset:
+        differences.append(f"preset {saved.preset!r}, not {args.preset!r}")
+    if differences:
+        raise CheckpointError(
+            f"{option} {path} was trained for {'; '.join(differences)}: give the same "
+            f"settings (--factor {saved.factor}, and --preset {saved.preset} or none), or "
+            "start a new run")
 
 
 def synthesize_with_progress(volume, model, args: argparse.Namespace):
@@ -203,7 +226,8 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
             result = synthesize(volume, model, device=args.device, views=bool(args.views),
                                 keep_input_slices=KEEP_CHOICES[args.acquired_slices],
                                 ensemble=args.ensemble, target_spacing=args.target_spacing,
-                                output_dtype=args.dtype, cancel=cancel,
+                                output_dtype=args.dtype, precision=args.precision,
+                                cancel=cancel,
                                 progress=lambda fraction, message: bar.update(fraction, message))
     except SynthesisCancelled:
         end_line = "\n" if bar.interactive else ""  # after the bar, not on it

@@ -30,7 +30,7 @@ from napari_xview import __version__
 from napari_xview.io.atomic import atomic_folder
 from napari_xview.io.dicom import is_dicom_file, read_dataset
 from napari_xview.io.reading import reading
-from napari_xview.io.volume import Volume, VolumeError
+from napari_xview.io.volume import Volume, VolumeError, check_finite_for_writing
 
 #: Attributes copied from the input series when it was DICOM: patient, study, frame of
 #: reference, and what a viewer needs to show the series like its source.
@@ -114,6 +114,7 @@ def save_dicom_series(volume: Volume, folder: str | os.PathLike, *,
     if reference_path is None and volume.source is not None:
         reference_path = Path(volume.source)
     _check_destination(folder, [volume.source, reference_path], overwrite)
+    check_finite_for_writing(volume.array, folder)
     header = _reference_header(reference_path, pydicom, explicit)
     stored, slope, intercept = stored_values(volume.array)
     common = _series_attributes(volume, header, description, factor, slope, intercept,
