@@ -315,13 +315,8 @@ def command_run(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     """Degrade a ground truth, train on the degraded scan, print the table, write the files."""
     from napari_xview.engine import save_model
-    from napari_xview.evaluate import prepare_evaluation
-    from napari_xview.io.atomic import (
-        ensure_folder,
-        sample_ground_truth,
-        training_degradation,
-        write_text,
-    )
+    from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
+    from napari_xview.io.atomic import ensure_folder, write_text
 
     if args.factor is None:
         raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
