@@ -25,6 +25,7 @@ from quality import central  # benchmarks/ is the script's directory
 from napari_xview.config import ModelConfig, train_config_for
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
+from napari_xview.io.atomic import write_text
 
 #: Table 3's rows: (label, TrainConfig overrides, ModelConfig overrides).
 VARIANTS: dict[str, tuple[str, dict, dict]] = {
@@ -99,7 +100,7 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.variants:
         result = run_variant(args, name)
-        (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+        write_text(args.out_dir / f"{name}.json", json.dumps(result, indent=2))
         print(f"{result['label']}: fused {result['rows'][result['fused_row']]['psnr']:.2f} dB, "
               f"{result['gain_db']:+.2f} dB vs {result['best_baseline']}", flush=True)
 

@@ -35,6 +35,7 @@ from napari_xview.config import (
 from napari_xview.engine import Finished, Step, synthesize
 from napari_xview.evaluate import prepare_evaluation, training_degradation
 from napari_xview.io import load_volume
+from napari_xview.io.atomic import write_text
 from napari_xview.metrics import evaluate_volume, psnr, synthesized_mask
 
 
@@ -161,7 +162,7 @@ def main() -> None:
         print(json.dumps({"ensemble": out["ensemble"]}), flush=True)
     print(json.dumps({"curve": curve, "baselines": baseline_psnr}), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    write_text(args.out, json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

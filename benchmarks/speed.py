@@ -266,7 +266,9 @@ def main() -> None:
         print(line)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        from napari_xview.io.atomic import write_text
+
+        write_text(args.out, json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

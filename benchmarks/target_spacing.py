@@ -31,6 +31,7 @@ from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.grid import factor_for_spacing
 from napari_xview.io import load_volume
+from napari_xview.io.atomic import write_text
 from napari_xview.metrics import evaluate_volume
 
 
@@ -76,7 +77,7 @@ def main() -> None:
            "train_config": train_config.to_dict(), "ground_truth": str(args.ground_truth)}
     print(json.dumps(out, indent=2, default=float))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=float))
+    write_text(args.out, json.dumps(out, indent=2, default=float))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -23,8 +24,12 @@ pytestmark = pytest.mark.usefixtures("tiny_presets")
 
 @pytest.fixture
 def scan(tmp_path):
+    """The input scan; every command that reads it must leave its bytes as they were."""
     volume = make_phantom(shape=(7, 24, 24), spacing=(5.0, 1.0, 1.0))
-    return save_volume(volume, tmp_path / "scan.nii.gz"), volume
+    path = save_volume(volume, tmp_path / "scan.nii.gz")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    yield path, volume
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before, "the input was modified"
 
 
 @pytest.mark.parametrize(("preset", "views"), [

@@ -154,6 +154,10 @@ DEFAULT_PRESET = "pixelwise"
 #: ``engine.synthesis.ENSEMBLE_FLIPS`` lists the flips of each pass).
 ENSEMBLE_PASSES = (1, 2, 4)
 
+#: Arithmetic of the networks in synthesis: float32 (the default) or, asked for, bfloat16
+#: autocast on CUDA (8 bits of mantissa: steps of about 8 HU in soft tissue).
+SYNTHESIS_PRECISIONS = ("float32", "bf16")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -80,6 +80,9 @@ class WorkerJobs:
     ``idle`` signal are documented on :class:`~napari_xview._napari.widget.XViewWidget`.
     """
 
+    #: Set by Stop to end a running synthesis after its current chunk (None when none runs).
+    _synthesis_cancel: threading.Event | None = None
+
     # ------------------------------------------------------------------ training
     @property
     def is_busy(self) -> bool:
@@ -147,8 +150,14 @@ class WorkerJobs:
     def stop_training(self) -> None:
         """End training after the current step; the model so far stays usable.
 
-        The trainer saves a checkpoint, so *Continue the last run* can pick it up later.
+        The trainer saves a checkpoint, so *Continue the last run* can pick it up later. A
+        synthesis stops after its current chunk instead, and adds no layer at all.
         """
+        if self._synthesis_cancel is not None and self.worker is not None:
+            self._synthesis_cancel.set()
+            self.stop_button.setEnabled(False)
+            self.progress_label.setText("stopping the synthesis…")
+            return
         if self._run is None or self.worker is None:
             return
         self._run.stop()
@@ -276,10 +285,12 @@ class WorkerJobs:
             return None
         kinds = [kind for kind, box in self.result_kinds.items() if box.isChecked()]
         views = any(kind != "fused" for kind in kinds)
+        self._synthesis_cancel = threading.Event()
         worker = create_worker(run_synthesis, volume, self.model, self.device.currentText(), views,
                                int(self.ensemble.currentText()),
                                self._progress_relay.progressed.emit,
-                               self.target_spacing.value() or None, _ignore_errors=True)
+                               self.target_spacing.value() or None, self._synthesis_cancel,
+                               _ignore_errors=True)
         worker.returned.connect(lambda returned: self._on_synthesized(returned, layer, kinds))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._finish_worker)
@@ -339,11 +350,17 @@ class WorkerJobs:
     def _finish_worker(self, chained: bool = False) -> None:
         """The job ended; ``chained``: another starts at once, so the dock is not idle yet."""
         self.worker = None
+        self._synthesis_cancel = None
         self._update_buttons()
         if not chained:
             self.idle.emit()
 
     def _on_error(self, error: BaseException) -> None:
+        from napari_xview.engine import SynthesisCancelled
+
+        if isinstance(error, SynthesisCancelled):  # asked for: no error, and no layer added
+            self.progress_label.setText("synthesis stopped: no layers were added")
+            return
         self._fail(error_message(error))
 
     def _fail(self, message: str) -> None:
@@ -366,16 +383,17 @@ def make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainC
 
 
 def run_synthesis(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,
-                progress: Callable[[float, str], None], target_spacing: float | None = None
-                ) -> tuple[SynthesisResult, str]:
+                  progress: Callable[[float, str], None], target_spacing: float | None = None,
+                  cancel: threading.Event | None = None) -> tuple[SynthesisResult, str]:
     """Run the engine's synthesis (in the worker thread); also report the device used.
 
-    The acquired slices follow the engine's shared rule (``keep_input_slices="auto"``), and
-    a model of another slice geometry warns through napari's notifications.
+    The acquired slices follow the engine's shared rule (``keep_input_slices="auto"``), the
+    arithmetic its default (float32), and a model of another slice geometry warns through
+    napari's notifications. Setting ``cancel`` ends it with SynthesisCancelled.
     """
     from napari_xview.engine import resolve_device, synthesize
 
     used = str(resolve_device(device))
     result = synthesize(volume, model, device=used, views=views, progress=progress,
-                        ensemble=ensemble, target_spacing=target_spacing)
+                        ensemble=ensemble, target_spacing=target_spacing, cancel=cancel)
     return result, used

@@ -328,7 +328,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         self.continue_run.setEnabled(not busy and self._resumable is not None)
         self.pause_button.setEnabled(training)
         self.pause_button.setText("Resume" if paused else "Pause")
-        self.stop_button.setEnabled(training)
+        self.stop_button.setEnabled(training or (busy and self._synthesis_cancel is not None))
         self.synthesize_button.setEnabled(not busy and self.model is not None)
         self.save_model_button.setEnabled(not training and self.model is not None)
         self.load_model_button.setEnabled(not busy)

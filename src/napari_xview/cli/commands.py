@@ -196,13 +196,36 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = No
     init_from_environment(args.device)  # joins torchrun's process group, if any
     config = train_config_from(args, degradation)
     if getattr(args, "resume", None):
-        return Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
-                                       overrides=runtime_overrides(args))
+        trainer = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
+                                          overrides=runtime_overrides(args))
+        check_saved_model(args.resume, trainer.model_config, args, "--resume")
+        return trainer
     if getattr(args, "init", None):
-        model = load_model(args.init, factor=args.factor)
+        model = load_model(args.init)
+        check_saved_model(args.init, model.config, args, "--init")
         return Trainer(volumes, model.config, config, checkpoint_path=checkpoint_path,
                        model=model)
     return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
+
+
+def check_saved_model(path: str, saved, args: argparse.Namespace, option: str) -> None:
+    """Refuse a saved model whose factor or preset differs from what the command line asks.
+
+    The saved networks define the run; a --factor (or the factor of --target-spacing) or an
+    explicit --preset that disagrees is a mistake to name, not a setting to ignore.
+    """
+    from napari_xview.engine.model import CheckpointError
+
+    differences = []
+    if args.factor is not None and int(args.factor) != saved.factor:
+        differences.append(f"factor {saved.factor}, not {args.factor}")
+    if args.preset is not None and args.preset != saved.preset:
+        differences.append(f"preset {saved.preset!r}, not {args.preset!r}")
+    if differences:
+        raise CheckpointError(
+            f"{option} {path} was trained for {'; '.join(differences)}: give the same "
+            f"settings (--factor {saved.factor}, and --preset {saved.preset} or none), or "
+            "start a new run")
 
 
 def synthesize_with_progress(volume, model, args: argparse.Namespace):
@@ -218,7 +241,8 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
             result = synthesize(volume, model, device=args.device, views=bool(args.views),
                                 keep_input_slices=KEEP_CHOICES[args.acquired_slices],
                                 ensemble=args.ensemble, target_spacing=args.target_spacing,
-                                output_dtype=args.dtype, cancel=cancel,
+                                output_dtype=args.dtype, precision=args.precision,
+                                cancel=cancel,
                                 progress=lambda fraction, message: bar.update(fraction, message))
     except SynthesisCancelled:
         end_line = "\n" if bar.interactive else ""  # after the bar, not on it
@@ -237,6 +261,7 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
     and so on) whose SeriesDescription names the synthesis, the factor and the view.
     """
     from napari_xview.io import save_volume
+    from napari_xview.io.atomic import ensure_folder
     from napari_xview.io.dicom_write import save_dicom_series
 
     def save(volume, target, name: str) -> Path:
@@ -247,11 +272,11 @@ def write_result(result, output: str, views_dir: str | None, overwrite: bool,
         return save_dicom_series(volume, target, description=description, factor=factor,
                                  overwrite=overwrite)
 
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(Path(output).parent)
     written = [save(result.fused, output, "fused")]
     if views_dir:
         suffix = "" if output_format == "dicom" else "".join(Path(output).suffixes) or ".nii.gz"
-        Path(views_dir).mkdir(parents=True, exist_ok=True)
+        ensure_folder(views_dir)
         for name, volume in result.layers():
             if name != "fused":
                 written.append(save(volume, Path(views_dir) / f"{name}{suffix}", name))
@@ -343,6 +368,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     """Degrade a ground truth, train on the degraded scan, print the table, write the files."""
     from napari_xview.engine import load_model, save_model
     from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
+    from napari_xview.io.atomic import ensure_folder, write_text
 
     if args.factor is None:
         raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
@@ -359,8 +385,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write(report.to_markdown())
     for path, text in ((args.json, report.to_json()), (args.markdown, report.to_markdown())):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            ensure_folder(Path(path).parent)
+            write_text(path, text)
     return 0
 
 

@@ -6,7 +6,11 @@ with ``torch.load(..., weights_only=True)``, so that opening a model file cannot
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +19,8 @@ import torch
 from torch import nn
 
 from napari_xview import __version__
-from napari_xview.config import ModelConfig
-from napari_xview.io.atomic import atomic_file
+from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.io.atomic import atomic_file, ensure_folder
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
 from napari_xview.profiles import SliceGeometry
 
@@ -96,9 +100,11 @@ class XViewModel:
             for name, module in self.named_modules():
                 module.load_state_dict(state[name])
         except (KeyError, RuntimeError) as error:
+            # torch's first line names the network, the second what differs in it
+            detail = " ".join(line.strip() for line in str(error).splitlines()[:2])
             raise CheckpointError(
                 f"the weights in this checkpoint do not fit a {self.config.preset!r} model for "
-                f"factor {self.factor}: {str(error).splitlines()[0]}") from error
+                f"factor {self.factor}: {detail}") from error
 
     def check_factor(self, factor: int) -> None:
         """Raise :class:`CheckpointError` unless the model was trained for ``factor``."""
@@ -121,7 +127,41 @@ def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None
         payload["geometry"] = model.geometry.to_dict()
     if train_state is not None:
         payload["train_state"] = train_state
+    payload["digest"] = payload_digest(payload)
     return payload
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of everything in a checkpoint but its ``digest``: tensors by dtype, shape and
+    bytes, other values by type and repr, dictionaries in key order.
+
+    torch does not check its files' CRCs when loading, so a flipped bit in a weight would go
+    unnoticed; this digest, written with the file and compared when it is read, notices.
+    """
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=str):
+                if value is not payload or key != "digest":
+                    feed(str(key))
+                    feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        elif isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(payload)
+    return digest.hexdigest()
 
 
 def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -131,20 +171,39 @@ def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     (:func:`napari_xview.io.atomic.atomic_file`, the same as every other output).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as temporary:
-        torch.save(payload, temporary)
+    ensure_folder(path.parent)
+    # serialised in memory first: torch's own file writer reports a full disk as a
+    # RuntimeError without its cause, Python's write as the OSError it is
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_file(path) as temporary, open(temporary, "wb") as file:
+        file.write(buffer.getbuffer())
     return path
 
 
 def save_model(model: XViewModel, path: str | os.PathLike,
                train_state: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` (and optionally the state needed to resume training) atomically."""
+    """Save ``model`` (and optionally the state needed to resume training) atomically.
+
+    Raises
+    ------
+    FloatingPointError
+        When a weight is NaN or infinite (nothing is written: such a model is no use).
+    """
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise FloatingPointError(f"refusing to save {path}: the weight {bad} holds NaN or "
+                                 "infinite values (the training diverged); nothing was written")
     return atomic_torch_save(checkpoint_dict(model, train_state), path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a checkpoint dictionary with ``weights_only=True``."""
+def read_checkpoint(path: str | os.PathLike, resuming: bool = False) -> dict[str, Any]:
+    """Load and validate a checkpoint dictionary with ``weights_only=True``.
+
+    Every field is checked for its kind (:func:`check_payload`; the training state too when
+    ``resuming``), so that a file of another version, a truncated or a corrupted one is
+    refused with a message naming what is wrong rather than failing later, deep inside torch.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
@@ -154,20 +213,91 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is not a readable napari-xview model (corrupt, truncated or not a "
             f"checkpoint): {type(error).__name__}") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a napari-xview model file")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint version {payload.get('version')}, this napari-xview "
-            f"({__version__}) reads version {CHECKPOINT_VERSION}: retrain or use the matching "
-            f"napari-xview release")
-    for key in ("model_config", "model_state"):
-        if key not in payload:
-            raise CheckpointError(f"{path} lacks {key!r}: the file is incomplete")
+    check_payload(payload, path, resuming)
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> XViewModel:
+#: What a training state holds, and the kind of each (:meth:`Trainer.training_state`).
+TRAIN_STATE_FIELDS = {"config": dict, "step": int, "elapsed_s": (int, float), "optimizer": dict,
+                      "rng": torch.Tensor, "torch_rng": torch.Tensor}
+
+
+def check_payload(payload: Any, path: str | os.PathLike, resuming: bool = False) -> None:
+    """Raise :class:`CheckpointError` naming the first field of ``payload`` that is wrong.
+
+    The ``digest`` (files written before it was added have none) must match the content;
+    ``resuming`` also checks every field of the training state.
+    """
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a napari-xview model file")
+    written_by = payload.get("package_version", "an unknown version")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')!r} (written by napari-xview "
+            f"{written_by}); this napari-xview ({__version__}) reads version "
+            f"{CHECKPOINT_VERSION}: retrain or use the matching napari-xview release")
+    for key in ("model_config", "model_state"):
+        if key not in payload:
+            raise CheckpointError(f"{path} lacks {key!r}: the file is incomplete")
+    if "digest" in payload and payload["digest"] != payload_digest(payload):
+        raise CheckpointError(f"{path} is corrupt: its content does not match the checksum "
+                              "written with it (a damaged copy?); copy it again or retrain")
+    kinds = {"model_config": dict, "model_state": dict, "geometry": dict, "train_state": dict}
+    for key, kind in kinds.items():
+        if key in payload and not isinstance(payload[key], kind):
+            raise CheckpointError(f"{path}: {key!r} is a {type(payload[key]).__name__}, not a "
+                                  f"{kind.__name__}: the file is corrupt")
+    for network, weights in payload["model_state"].items():
+        if not isinstance(weights, dict) or not all(
+                isinstance(value, torch.Tensor) for value in weights.values()):
+            raise CheckpointError(f"{path}: the weights of {network!r} are not tensors: the "
+                                  "file is corrupt")
+    state = payload.get("train_state")
+    if resuming and state is not None:
+        for key, kind in TRAIN_STATE_FIELDS.items():
+            value = state.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) or (
+                    key in ("step", "elapsed_s") and not value >= 0):
+                raise CheckpointError(
+                    f"{path}: the training state's {key!r} is "
+                    f"{'missing' if value is None else repr(value)}: the file is corrupt; "
+                    "load it as a model (without resuming) or start a new run")
+        with refusing(path, "training configuration"):
+            TrainConfig.from_dict(state["config"])
+
+
+@contextlib.contextmanager
+def refusing(path: str | os.PathLike, part: str) -> Iterator[None]:
+    """Turn torch's and the configuration's errors on a checkpoint's ``part`` into a
+    :class:`CheckpointError` that names the file."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: its {part} does not fit these networks ({error}); "
+                              "start a new run, with it as the starting model if you like") \
+            from error
+
+
+def restore_training(restore: Callable[[dict[str, Any]], None], state: dict[str, Any],
+                     path: str | os.PathLike) -> None:
+    """``restore(state)`` (the trainer's), with its failures refused as :func:`refusing` says."""
+    with refusing(path, "training state"):
+        restore(state)
+
+
+def non_finite_weight(model: XViewModel) -> str | None:
+    """The name of the first weight or buffer of ``model`` holding NaN or infinity, if any."""
+    for network, weights in model.state_dict().items():
+        for name, value in weights.items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                return f"{network}.{name}"
+    return None
+
+
+def model_from_checkpoint(payload: dict[str, Any], source: str | os.PathLike = "checkpoint"
+                          ) -> XViewModel:
     """Rebuild the networks described by a checkpoint dictionary and load their weights."""
     try:
         config = ModelConfig.from_dict(payload["model_config"])
@@ -176,6 +306,11 @@ def model_from_checkpoint(payload: dict[str, Any]) -> XViewModel:
             from error
     model = XViewModel.create(config)
     model.load_state_dict(payload["model_state"])
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise CheckpointError(f"{source}: the weight {bad} holds NaN or infinite values: the "
+                              "file is corrupt or its training diverged; retrain or use an "
+                              "earlier checkpoint")
     if "geometry" in payload:
         try:
             model.geometry = SliceGeometry.from_dict(payload["geometry"])
@@ -195,7 +330,7 @@ def load_model(path: str | os.PathLike, *, factor: int | None = None) -> XViewMo
     factor : int, optional
         When given, refuse a model trained for another factor with a clear message.
     """
-    model = model_from_checkpoint(read_checkpoint(path)).eval()
+    model = model_from_checkpoint(read_checkpoint(path), path).eval()
     if factor is not None:
         model.check_factor(factor)
     return model

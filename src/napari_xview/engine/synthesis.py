@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from napari_xview.axes import check_slice_axis
-from napari_xview.config import ENSEMBLE_PASSES
+from napari_xview.config import ENSEMBLE_PASSES, SYNTHESIS_PRECISIONS
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
@@ -232,6 +232,22 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
     return sums.get("axial"), sums["coronal"], sums["sagittal"]
 
 
+def _check_finite_views(**views: np.ndarray | None) -> None:
+    """Raise FloatingPointError if a network output holds NaN or infinity.
+
+    Checked before anything is converted: an int16 result would turn NaN into arbitrary
+    integers that no later check could tell from tissue. A float64 sum is finite exactly
+    when every value is (float32 values cannot overflow it), and needs no temporary array.
+    """
+    for name, array in views.items():
+        if array is not None and not np.isfinite(array.sum(dtype=np.float64)):
+            bad = int(array.size - np.isfinite(array).sum())
+            raise FloatingPointError(
+                f"the networks' {name} view holds {bad} NaN or infinite value(s): the model's "
+                "weights are corrupt or its training diverged; retrain it (or load another "
+                "model). Nothing was produced")
+
+
 def keeps_input_slices(model: XViewModel, keep_input_slices: bool | str = "auto") -> bool:
     """The acquired-slices rule, shared by the CLI, the API and the widget.
 
@@ -267,8 +283,9 @@ def geometry_mismatch(volume: Volume, model: XViewModel, rtol: float = 0.05) -> 
 
 
 def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device: str = "auto",
-               views: bool = True, keep_input_slices: bool | str = "auto", amp: bool = True,
-               progress: Progress | None = None, num_threads: int | None = None,
+               views: bool = True, keep_input_slices: bool | str = "auto",
+               precision: str = "float32", progress: Progress | None = None,
+               num_threads: int | None = None,
                ensemble: int = 1, target_spacing: float | None = None,
                output_dtype: str = "auto", cancel: Cancel | None = None) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
@@ -290,8 +307,11 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         the measured slices. "auto" (the default) keeps them only where the model learnt that
         they are thin (:func:`keeps_input_slices`).
         Re-estimated positions take the input where it lies outside the network window (below).
-    amp : bool
-        bfloat16 autocast on CUDA.
+    precision : {"float32", "bf16"}
+        Arithmetic of the networks: "float32" (the default) computes as the weights were
+        trained to be used; "bf16" asks for bfloat16 autocast on CUDA GPUs that support it
+        (faster, but 8 bits of mantissa: steps of about 8 HU in soft tissue, and the paper
+        preset has no linear residual to keep the rest exact). Elsewhere both are float32.
     progress : callable, optional
         Called with (fraction in [0, 1], message) as the work advances.
     num_threads : int, optional
@@ -329,6 +349,9 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     ------
     VolumeError
         When axis 0 is not the coarsest axis (see :func:`napari_xview.reorient_slice_axis`).
+    FloatingPointError
+        When the networks produce NaN or infinite values (corrupt weights): nothing is
+        returned, so nothing of it can be written.
     SynthesisCancelled
         When ``cancel`` was set.
 
@@ -350,6 +373,10 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     whole_number = isinstance(ensemble, (int, np.integer)) and not isinstance(ensemble, bool)
     if not whole_number or ensemble not in ENSEMBLE_PASSES:
         raise ValueError(f"ensemble must be 1, 2 or 4 passes, got {ensemble!r}")
+    if precision not in SYNTHESIS_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(SYNTHESIS_PRECISIONS)}, got "
+                         f"{precision!r}")
+    amp = precision == "bf16"
     dz_fine = volume.spacing[0] / model.factor
     if target_spacing is not None and not target_spacing >= dz_fine * (1 - 1e-6):
         raise ValueError(
@@ -373,6 +400,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     with torch.inference_mode():
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
                                                      progress, check_cancel)
+    _check_finite_views(axial=axial, coronal=coronal, sagittal=sagittal)
     del unit  # the pass-through below reads the unclipped input instead
     check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)

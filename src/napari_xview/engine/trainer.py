@@ -44,6 +44,7 @@ from napari_xview.engine.model import (
     load_model,
     model_from_checkpoint,
     read_checkpoint,
+    restore_training,
     save_model,
 )
 from napari_xview.engine.sampling import CropSampler, degrade_crops, training_geometry
@@ -174,12 +175,12 @@ class Trainer:
         Trainer
             At the saved step, ready to :meth:`run`.
         """
-        payload = read_checkpoint(path)
+        payload = read_checkpoint(path, resuming=True)
         state = payload.get("train_state")
         if state is None:
             raise CheckpointError(f"{path} holds a model but no training state, so training "
                                   f"cannot resume from it: start a new run with it as `model`")
-        model = model_from_checkpoint(payload)
+        model = model_from_checkpoint(payload, path)
         config = train_config or TrainConfig.from_dict(state["config"])
         if overrides:
             # before __init__, which sets the threads and resolves the device from the config
@@ -187,7 +188,7 @@ class Trainer:
         trainer = cls(volumes, model.config, config,
                       checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
                       model=model)
-        trainer._restore(state)
+        restore_training(trainer._restore, state, path)
         return trainer
 
     def _rank_seed(self, step: int) -> int:

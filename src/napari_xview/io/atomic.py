@@ -4,18 +4,55 @@ A writer fills a temporary sibling of the destination (same folder, so the final
 one ``os.replace`` on one file system); the temporary gets the permissions a new file
 would get, then replaces the destination. A reader never sees half a file, and a failed or
 interrupted write leaves the destination as it was and no temporary behind. Volumes
-(:func:`napari_xview.io.save_volume`), DICOM series (:mod:`napari_xview.io.dicom_write`) and
-checkpoints (:func:`napari_xview.engine.save_model`) all go through here.
+(:func:`napari_xview.io.save_volume`), DICOM series (:mod:`napari_xview.io.dicom_write`),
+checkpoints (:func:`napari_xview.engine.save_model`) and text reports (:func:`write_text`)
+all go through here. A write the machine refuses (a full disk, a read-only folder) becomes
+an :class:`OutputError` that says so and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+class OutputError(OSError):
+    """An output the machine would not let us write; nothing was left half-written.
+
+    The message names the destination, the reason (full disk, read-only folder, ...) and
+    the way out; ``errno`` is the operating system's code (None when it gave none).
+    """
+
+
+# why a write failed, and what the user can do about it, by errno
+_REASONS = {
+    errno.ENOSPC: ("the disk is full", "free some space or choose another folder"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space or choose another folder"),
+    errno.EFBIG: ("the file is larger than this system allows", "choose another folder"),
+    errno.EROFS: ("the file system is read-only", "choose a folder you can write to"),
+    errno.EACCES: ("no permission to write there", "choose a folder you can write to"),
+    errno.EPERM: ("no permission to write there", "choose a folder you can write to"),
+    errno.ENOENT: ("its folder does not exist", "create the folder first"),
+}
+
+
+def output_error(path: str | os.PathLike, error: OSError) -> OutputError:
+    """The :class:`OutputError` for ``error`` raised while writing ``path``."""
+    if isinstance(error, OutputError):
+        return error
+    # a short write without an errno (numpy's tofile) is a full disk, or a file too large
+    reason, way_out = _REASONS.get(error.errno, (
+        f"the write failed ({error.strerror or error})",
+        "check that the disk has space and the folder is writable"))
+    translated = OutputError(f"cannot write {str(path)!r}: {reason}; nothing was written "
+                             f"there ({way_out})")
+    translated.errno = error.errno
+    return translated
 
 
 def default_file_mode() -> int:
@@ -57,16 +94,39 @@ def atomic_file(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         destination is left untouched.
     """
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                              suffix=suffix)
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                  suffix=suffix)
+    except OSError as error:
+        raise output_error(path, error) from error
     os.close(descriptor)
     try:
         yield Path(temporary)
         publish(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        if isinstance(error, OSError):
+            raise output_error(path, error) from error
         raise
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) if missing; a refusal is an :class:`OutputError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(folder, error) from error
+    return folder
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (reports, JSON and CSV summaries)."""
+    path = Path(path)
+    with atomic_file(path, suffix=path.suffix) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path
 
 
 @contextlib.contextmanager
@@ -86,14 +146,19 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
         untouched.
     """
     folder = Path(folder)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    except OSError as error:
+        raise output_error(folder, error) from error
     try:
         yield temporary
         mode = default_file_mode()
         os.chmod(temporary, mode | (mode & 0o444) >> 2)  # a folder: x wherever r
         _replace_folder(temporary, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise output_error(folder, error) from error
         raise
 
 

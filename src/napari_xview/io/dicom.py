@@ -8,15 +8,23 @@ converts the geometry from DICOM's LPS to RAS+ (docs/io.md, the DICOM rules). Th
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_xview.io.reading import finish, optional_import, reading, stated_thickness
+from napari_xview.io.reading import (
+    check_claimed_size,
+    finish,
+    optional_import,
+    reading,
+    stated_thickness,
+)
 from napari_xview.io.volume import MIN_SLICES, Volume, VolumeError
 from napari_xview.io.window import rescaled, stack_rescaled
 
@@ -50,13 +58,33 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
         return False
 
 
+class _CappedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more than the bytes left in it.
+
+    An element whose length field is corrupt (a flipped bit makes it gigabytes) would
+    otherwise have pydicom call ``read`` with that length, and Python allocates the whole
+    buffer before finding the file shorter.
+    """
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, os.fstat(self.fileno()).st_size - self.tell()))
+        return super().read(size)
+
+
+def read_dataset(path: Path, pydicom: Any, stop_before_pixels: bool = False) -> Any:
+    """``pydicom.dcmread`` of ``path`` through :class:`_CappedReader`."""
+    with _CappedReader(io.FileIO(path)) as file:
+        return pydicom.dcmread(file, stop_before_pixels=stop_before_pixels)
+
+
 def read_file(path: Path) -> Volume:
     """The whole series that ``path`` belongs to, from the files of its folder."""
     pydicom = optional_import("pydicom", "pydicom", "dicom", "DICOM")
     if not is_dicom_file(path):
         raise VolumeError(f"{path.name!r} is not a DICOM file (no 'DICM' signature)")
     with reading(path, "DICOM"):
-        uid = str(pydicom.dcmread(str(path), stop_before_pixels=True).SeriesInstanceUID)
+        uid = str(read_dataset(path, pydicom, stop_before_pixels=True).SeriesInstanceUID)
     # the file, not the folder, is the source: it names the series (for the DICOM writer)
     return read_series(path.parent, series_uid=uid, source=path)
 
@@ -83,7 +111,9 @@ def read_series(folder: Path, series_uid: str | None = None,
     slices = _dicom_headers(folder, pydicom)
     slices = _one_series(slices, folder, series_uid)
     slices, dz = _order_slices(slices, folder)
-    array = stack_rescaled([_hounsfield(s.path, pydicom) for s in slices])
+    # the whole volume as int32 or float32, refused before any pixel is read if too big
+    check_claimed_size((len(slices), *slices[0].shape), 4, folder, "DICOM series")
+    array = stack_rescaled([_hounsfield(s, pydicom) for s in slices])
     dy, dx = slices[0].pixel_spacing
     row_dir, col_dir = slices[0].orientation[:3], slices[0].orientation[3:]
     normal = np.cross(row_dir, col_dir)
@@ -124,10 +154,11 @@ def _dicom_headers(folder: Path, pydicom: Any) -> list[_Slice]:
     slices = []
     for path in files:
         with reading(path, "DICOM"):
-            header = pydicom.dcmread(str(path), stop_before_pixels=True)
+            header = read_dataset(path, pydicom, stop_before_pixels=True)
         if "Rows" not in header or "SeriesInstanceUID" not in header:
             continue  # DICOMDIR, reports and other non-image objects
-        slices.append(_slice_of(header, path))
+        with reading(path, "DICOM"):  # pydicom converts values (and fails) when read
+            slices.append(_slice_of(header, path))
     if not slices:
         raise VolumeError(
             f"no DICOM image files in {str(folder)!r}; napari-xview reads a folder holding the "
@@ -149,16 +180,67 @@ def _slice_of(header: Any, path: Path) -> _Slice:
             f"{path.name}: no {', '.join(missing)} in the header, so the slices cannot be placed "
             "in space; convert the series to NIfTI with a tool that knows its geometry"
         )
+    if "Columns" not in header:
+        raise VolumeError(f"{path.name}: the header states Rows but no Columns; the file is "
+                          "corrupt")
+    shape = (int(header.Rows), int(header.Columns))
+    _check_pixel_claim(header, path, shape)
+    pixel_spacing = _numbers(header, "PixelSpacing", 2, path, _MAX_SPACING_MM)
+    if not (pixel_spacing > 0).all():
+        raise VolumeError(f"{path.name}: PixelSpacing {pixel_spacing.tolist()} is not positive; "
+                          "the file is corrupt or pass the spacing yourself")
     return _Slice(
         path=path,
         series_uid=str(header.SeriesInstanceUID),
         description=str(getattr(header, "SeriesDescription", "")),
-        position=np.asarray(header.ImagePositionPatient, dtype=np.float64),
-        orientation=np.asarray(header.ImageOrientationPatient, dtype=np.float64),
-        pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
-        shape=(int(header.Rows), int(header.Columns)),
+        position=_numbers(header, "ImagePositionPatient", 3, path, _MAX_POSITION_MM),
+        orientation=_orientation(header, path),
+        pixel_spacing=tuple(float(v) for v in pixel_spacing),
+        shape=shape,
         thickness=stated_thickness(getattr(header, "SliceThickness", None)),
     )
+
+
+# Bounds beyond which a geometry value is corrupt (a kilometre of patient, a 100 m pixel).
+_MAX_POSITION_MM = 1e6
+_MAX_SPACING_MM = 1e5
+
+
+def _numbers(header: Any, tag: str, count: int, path: Path, bound: float) -> np.ndarray:
+    """The ``count`` finite numbers of ``tag``, each within ``bound``, or a clear error."""
+    value = header[tag].value
+    several = isinstance(value, SequenceABC) and not isinstance(value, (str, bytes))
+    values = list(value) if several else [value]
+    try:
+        numbers = np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        numbers = np.array([])
+    if numbers.shape != (count,) or not (np.abs(numbers) <= bound).all():
+        raise VolumeError(f"{path.name}: {tag} must be {count} finite numbers, got {value!r}; "
+                          "the file is corrupt")
+    return numbers
+
+
+def _orientation(header: Any, path: Path) -> np.ndarray:
+    """ImageOrientationPatient as two orthogonal unit vectors (rounding errors normalised)."""
+    orientation = _numbers(header, "ImageOrientationPatient", 6, path, 1.1)
+    row, column = orientation[:3], orientation[3:]
+    norms = np.linalg.norm(row), np.linalg.norm(column)
+    if not (np.allclose(norms, 1.0, atol=0.01) and abs(row @ column) < 0.01):
+        raise VolumeError(
+            f"{path.name}: ImageOrientationPatient {orientation.tolist()} is not two orthogonal "
+            "unit vectors, so the slices cannot be placed in space; the file is corrupt")
+    return np.concatenate([row / norms[0], column / norms[1]])
+
+
+def _check_pixel_claim(header: Any, path: Path, shape: tuple[int, int]) -> None:
+    """Refuse pixel dimensions that uncompressed data in this file cannot hold."""
+    bits = int(getattr(header, "BitsAllocated", 16) or 16)
+    samples = int(getattr(header, "SamplesPerPixel", 1) or 1)
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    native = syntax is not None and syntax.is_transfer_syntax and not syntax.is_compressed
+    check_claimed_size((*shape, samples), max(1, -(-bits // 8)), path, "DICOM",
+                       data_bytes=path.stat().st_size if native else None)
 
 
 def _one_series(slices: list[_Slice], folder: Path, series_uid: str | None) -> list[_Slice]:
@@ -244,11 +326,20 @@ def _check_gaps(heights: np.ndarray, slices: list[_Slice]) -> float:
     return dz
 
 
-def _hounsfield(path: Path, pydicom: Any) -> np.ndarray:
+def _hounsfield(item: _Slice, pydicom: Any) -> np.ndarray:
     """Pixel data with RescaleSlope/RescaleIntercept applied (HU for CT): int32 or float32."""
+    path = item.path
     with reading(path, "DICOM"):
-        dataset = pydicom.dcmread(str(path))
+        dataset = read_dataset(path, pydicom)
         pixels = dataset.pixel_array
-    slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
+        slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
+        intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
+    if pixels.shape != item.shape:
+        raise VolumeError(
+            f"{path.name}: the pixel data is {' x '.join(map(str, pixels.shape))} where the "
+            f"header states {item.shape[0]} x {item.shape[1]} (colour or multi-frame?); "
+            "napari-xview reads single-frame greyscale CT")
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise VolumeError(f"{path.name}: RescaleSlope {slope} and RescaleIntercept {intercept} "
+                          "must be finite numbers; the file is corrupt")
     return rescaled(pixels, slope, intercept)

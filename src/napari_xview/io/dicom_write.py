@@ -28,8 +28,9 @@ import numpy as np
 
 from napari_xview import __version__
 from napari_xview.io.atomic import atomic_folder
-from napari_xview.io.dicom import is_dicom_file
-from napari_xview.io.volume import Volume, VolumeError
+from napari_xview.io.dicom import is_dicom_file, read_dataset
+from napari_xview.io.reading import reading
+from napari_xview.io.volume import Volume, VolumeError, check_finite_for_writing
 
 #: Attributes copied from the input series when it was DICOM: patient, study, frame of
 #: reference, and what a viewer needs to show the series like its source.
@@ -113,6 +114,7 @@ def save_dicom_series(volume: Volume, folder: str | os.PathLike, *,
     if reference_path is None and volume.source is not None:
         reference_path = Path(volume.source)
     _check_destination(folder, [volume.source, reference_path], overwrite)
+    check_finite_for_writing(volume.array, folder)
     header = _reference_header(reference_path, pydicom, explicit)
     stored, slope, intercept = stored_values(volume.array)
     common = _series_attributes(volume, header, description, factor, slope, intercept,
@@ -206,13 +208,15 @@ def _reference_header(path: Path | None, pydicom: Any, explicit: bool) -> Any:
         return None
     if path.is_file():
         if is_dicom_file(path):
-            return pydicom.dcmread(str(path), stop_before_pixels=True)
+            with reading(path, "DICOM"):
+                return read_dataset(path, pydicom, stop_before_pixels=True)
         if explicit:
             raise VolumeError(f"reference {str(path)!r} is not a DICOM file")
         return None  # a NIfTI, TIFF or NRRD input: an anonymous series
     series: dict[str, Any] = {}
     for file in sorted(p for p in path.iterdir() if p.is_file() and is_dicom_file(p)):
-        header = pydicom.dcmread(str(file), stop_before_pixels=True)
+        with reading(file, "DICOM"):
+            header = read_dataset(file, pydicom, stop_before_pixels=True)
         if "Rows" in header and "SeriesInstanceUID" in header:
             series.setdefault(str(header.SeriesInstanceUID), header)
     if len(series) > 1:

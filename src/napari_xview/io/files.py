@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_xview.io import dicom, nifti, nrrd, tiff
 from napari_xview.io.atomic import atomic_file
-from napari_xview.io.volume import Volume, VolumeError, grid_affine
+from napari_xview.io.volume import Volume, VolumeError, check_finite_for_writing, grid_affine
 
 #: Suffixes (lower case) of every file :func:`load_volume` reads.
 READABLE_SUFFIXES = nifti.SUFFIXES + tiff.SUFFIXES + nrrd.SUFFIXES + dicom.SUFFIXES
@@ -117,7 +117,9 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     FileNotFoundError
         If the destination folder does not exist.
     VolumeError
-        For an unsupported suffix.
+        For an unsupported suffix, or NaN or infinite values in the array.
+    OutputError
+        When the machine refuses the write (full disk, read-only folder); nothing is left.
     """
     if format == "dicom":
         from napari_xview.io.dicom_write import save_dicom_series
@@ -128,6 +130,7 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     path = Path(path).expanduser().resolve()
     writer = _writer_for(path)
     _check_destination(volume, path, overwrite)
+    check_finite_for_writing(volume.array, path)
     if writer is tiff.write and not np.allclose(volume.affine, grid_affine(volume.spacing)):
         warnings.warn(
             f"{path.name}: TIFF stores the spacing only; the orientation and origin of the "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_xview.io.reading import finish, reading
+from napari_xview.io.reading import check_claimed_size, finish, reading
 from napari_xview.io.volume import Volume, validate_array
 from napari_xview.io.window import rescaled, stack_rescaled
 
@@ -19,7 +19,12 @@ def read(path: Path) -> Volume:
     import nibabel as nib
 
     with reading(path, "NIfTI"):
-        image = nib.load(str(path))
+        image = nib.load(str(path))  # the header only: the voxels are read below
+        header = image.header
+        compressed = path.name.lower().endswith(".gz")
+        stored = None if compressed else path.stat().st_size - int(header.get_data_offset())
+        check_claimed_size(header.get_data_shape(), header.get_data_dtype().itemsize, path,
+                           "NIfTI", data_bytes=stored)
         # dataobj applies scl_slope/scl_inter and keeps integers when there is no scaling;
         # an integer offset alone (slope 1, e.g. -1024) keeps them integer too.
         proxy = image.dataobj

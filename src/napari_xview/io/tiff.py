@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_xview.io.reading import finish, reading
+from napari_xview.io.reading import check_claimed_size, finish, reading
 from napari_xview.io.volume import DEFAULT_SPACING, Volume, grid_affine
 
 #: File name suffixes (lower case).
@@ -31,6 +31,10 @@ def read(path: Path) -> Volume:
 
     with reading(path, "TIFF"), tifffile.TiffFile(str(path)) as tif:
         series = tif.series[0]
+        # uncompressed pages cannot hold more than the file: refuse before allocating
+        plain = series.keyframe.compression == 1
+        check_claimed_size(series.shape, series.dtype.itemsize, path, "TIFF",
+                           data_bytes=path.stat().st_size if plain else None)
         data = _tiff_to_zyx(series.asarray(), series.axes)
         spacing, found = _tiff_spacing(tif)
     volume = finish(data, grid_affine(spacing), path)

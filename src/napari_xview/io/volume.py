@@ -303,6 +303,24 @@ def validate_array(array: Any, *, name: str = "volume") -> np.ndarray:
     return array
 
 
+def check_finite_for_writing(array: np.ndarray, destination: Any) -> None:
+    """Refuse to write NaN or infinity: a :class:`Volume` is checked when made, but its array
+    can be changed in place afterwards. A float64 sum is finite exactly when every value is.
+
+    Raises
+    ------
+    VolumeError
+        Naming the destination and the count of such values.
+    """
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array.sum(dtype=np.float64)):
+        bad = int(array.size - np.isfinite(array).sum())
+        raise VolumeError(
+            f"refusing to write {str(destination)!r}: the volume holds {bad} NaN or infinite "
+            "value(s) (its array was changed after it was made); replace them first, e.g. "
+            "np.nan_to_num(array, nan=-1024.0, posinf=3071.0, neginf=-1024.0). Nothing was "
+            "written")
+
+
 def _check_finite(array: np.ndarray, name: str) -> None:
     finite = np.isfinite(array)
     if finite.all():

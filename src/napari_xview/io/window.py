@@ -36,6 +36,7 @@ from napari_xview.io.volume import VolumeError
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
 _INT16 = np.iinfo(np.int16)
+_INT32 = np.iinfo(np.int32)
 
 
 def validate_window(window: Sequence[float]) -> tuple[float, float]:
@@ -197,7 +198,10 @@ def rescaled(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     other than 1 scales to units that need not be whole).
     """
     if np.issubdtype(stored.dtype, np.integer) and slope == 1.0 and float(intercept).is_integer():
-        return stored.astype(np.int32) + np.int32(intercept)
+        # int32 only where every value fits: a huge intercept must not wrap around
+        low, high = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
+        if _INT32.min <= low + intercept and high + intercept <= _INT32.max:
+            return stored.astype(np.int32) + np.int32(intercept)
     return stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
