@@ -56,7 +56,7 @@ def train_and_score(truth, preset: str, factor: int, device: str, *, amp: bool,
     peak_train = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     started = time.perf_counter()
     result = synthesize(setup.thick, finished.model, device=device, views=True,
-                        keep_input_slices=False, amp=False, output_dtype="float32")
+                        keep_input_slices=False, output_dtype="float32")  # float32
     synthesis_s = time.perf_counter() - started
     # PSNR only (SSIM over a 512 x 512 scan costs more than the lease can spare): on the
     # synthesised slices, and over all slices, as evaluate() reports them

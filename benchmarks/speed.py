@@ -156,14 +156,14 @@ def case_synth(args) -> dict:
     volume = timing_volume(args.slices)
     synthesize(volume.with_array(volume.array[:4, :64, :64]), model, device=args.device)
 
-    def timed(amp: bool):
+    def timed(precision: str):
         started = time.perf_counter()
-        result = synthesize(volume, model, device=args.device, views=args.views, amp=amp,
-                            output_dtype="float32")
+        result = synthesize(volume, model, device=args.device, views=args.views,
+                            precision=precision, output_dtype="float32")
         return time.perf_counter() - started, result
 
     # The median of several runs where a run is short (a GPU); one run on a CPU
-    runs = [timed(False) for _ in range(args.repeats if args.device.startswith("cuda") else 1)]
+    runs = [timed("float32") for _ in range(args.repeats if args.device.startswith("cuda") else 1)]
     seconds = statistics.median(run[0] for run in runs)
     result = runs[0][1]
     voxels = int(np.prod(result.fused.shape))
@@ -173,7 +173,7 @@ def case_synth(args) -> dict:
     if args.device.startswith("cuda"):
         # bfloat16 autocast, and what it costs in HU against float32 (issues 16 and 18)
         model.to(torch.device(args.device))
-        reduced = [timed(True) for _ in range(args.repeats)]
+        reduced = [timed("bf16") for _ in range(args.repeats)]
         difference = np.abs(reduced[0][1].fused.array - result.fused.array)
         report.update(bf16_synth_s=statistics.median(run[0] for run in reduced),
                       bf16_max_abs_hu=float(difference.max()),
