@@ -173,6 +173,15 @@ def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
     assert not viewer.layers["phantom [axial]"].visible
     assert viewer.layers["phantom [disagreement]"].colormap.name == "xview disagreement"
     assert not viewer.layers["phantom [disagreement]"].visible  # it would hide the result
+    # the result is selected (its controls shown) and windowed as its input
+    assert viewer.layers.selection.active is viewer.layers["phantom [fused]"]
+    assert viewer.layers.selection == {viewer.layers["phantom [fused]"]}
+    assert tuple(viewer.layers["phantom [fused]"].contrast_limits) == tuple(
+        source.contrast_limits)
+    # the self-check of the end of training, in the dock and with the model
+    assert widget.self_check_label.text().startswith("self-check at step 4 (")
+    assert " dB over " in widget.self_check_label.text()
+    assert widget.model.self_check["step"] == 4
 
     history = widget.loss_plot.history()
     np.testing.assert_array_equal(history["total"][0], [1, 2, 3, 4])

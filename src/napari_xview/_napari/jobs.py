@@ -118,6 +118,7 @@ class WorkerJobs:
         resume_from = self._resume_checkpoint(layer.name, model_config)
         if resume_from is None:
             self.loss_plot.clear()
+        self.self_check_label.setText("self-check: after the first half-minute of training")
         checkpoint = self._checkpoint_path()
         self._resumable = None
         self._training_signature = (layer.name, model_config)
@@ -209,10 +210,18 @@ class WorkerJobs:
         return Path(self._scratch.name) / "training.pt"
 
     def _on_training_event(self, event) -> None:
-        from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
+        from napari_xview.engine.events import (
+            CheckpointSaved,
+            Finished,
+            SelfCheck,
+            StageStarted,
+            Step,
+        )
 
         if isinstance(event, Step):
             self._show_step(event)
+        elif isinstance(event, SelfCheck):
+            self.self_check_label.setText(self_check_text(event))
         elif isinstance(event, StageStarted):
             self.device_used.setText(event.device)
             self.loss_plot.mark_stage(event.first_step, f"stage {event.stage}")
@@ -350,6 +359,15 @@ class WorkerJobs:
         """Record ``message`` as the last error and show it as a napari notification."""
         self.last_error = message
         show_error(message)
+
+
+def self_check_text(check) -> str:
+    """The self-check (:class:`~napari_xview.engine.events.SelfCheck`) in one line."""
+    best = check.best_baseline
+    return (f"self-check at step {check.step} ({check.pairs} held-out images): "
+            f"{check.psnr['model']:.2f} dB, linear {check.psnr['linear']:.2f}, cubic "
+            f"{check.psnr['cubic']:.2f}: {check.gain():+.2f} dB over {best} · texture "
+            f"{check.texture['model']:.2f} (true {check.texture['truth']:.2f})")
 
 
 def make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainConfig,

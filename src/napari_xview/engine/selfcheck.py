@@ -25,6 +25,7 @@ estimate predicts the true gain where the truth is known.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -187,7 +188,9 @@ def live_self_check(volumes: Sequence[torch.Tensor], spacings: Sequence[Sequence
     if not any(held_out):
         return None
     try:
-        sampler = InplanePairSampler(volumes, spacings, config, factor, geometries)
+        # the check uses whole slices: only the pixel size matters, not the crop size
+        sampler = InplanePairSampler(volumes, spacings, dataclasses.replace(config, crop_slices=3),
+                                     factor, geometries)
         held = [h if i in sampler.sources else [] for i, h in enumerate(held_out)]
         return LiveSelfCheck(SelfCheckPairs(sampler, held, config.seed))
     except ValueError as reason:
