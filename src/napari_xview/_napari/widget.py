@@ -45,6 +45,7 @@ from napari_xview._napari.jobs import (
     self_check_text,
 )
 from napari_xview._napari.loss_plot import LossPlot
+from napari_xview._napari.preview import PreviewPanel
 from napari_xview._napari.settings import SettingsForm, form_group
 from napari_xview.config import MODEL_PRESETS
 from napari_xview.errors import error_message
@@ -113,6 +114,9 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         Fraction of the training budget (or of the synthesis) done.
     progress_label : QLabel
         Step / total, steps per second, ETA and device.
+    preview_panel : PreviewPanel
+        The live preview (:mod:`~napari_xview._napari.preview`): a coronal image of the
+        input synthesised by the model as it trains, or linear interpolation to compare.
     self_check_label : QLabel
         The latest self-check (:mod:`napari_xview.engine.selfcheck`): PSNR of the model on
         held-out in-plane pairs against linear and cubic interpolation, and the texture
@@ -193,6 +197,9 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         self.progress_label = QLabel("idle")
         self.progress_label.setWordWrap(True)
         self.loss_plot = LossPlot(self)
+        self.preview_panel = PreviewPanel(self)
+        self._preview = None  # the PreviewSource of the running training
+        self._preview_layer = None
         self.self_check_label = QLabel("")
         self.self_check_label.setWordWrap(True)
         self.self_check_label.setToolTip(
@@ -226,6 +233,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         train_form.addRow(self.progress_label)
         train_form.addRow(self.loss_plot)
         train_form.addRow(self.self_check_label)
+        train_form.addRow(self.preview_panel)
 
         kinds = QGridLayout()
         for index, box in enumerate(self.result_kinds.values()):
@@ -247,6 +255,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
 
     # ------------------------------------------------------------------ viewer wiring
     def _connect_viewer(self) -> None:
+        self.viewer.cursor.events.position.connect(self._on_cursor)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
         events.removed.connect(self._refresh_layer_choices)
@@ -254,6 +263,15 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         self.viewer.events.theme.connect(self._apply_theme)
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh_layer_choices)
+
+    def _on_cursor(self, _event=None) -> None:
+        """The live preview shows the coronal image under the mouse (its row y)."""
+        if self._preview is None or self._preview_layer is None:
+            return
+        position = self.viewer.cursor.position
+        if len(position) >= 3:
+            row = self._preview_layer.world_to_data(position)[-2]
+            self._preview.set_row(round(float(row)))
 
     def _on_layers_changed(self, event) -> None:
         event.value.events.name.connect(self._refresh_layer_choices)
