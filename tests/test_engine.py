@@ -95,7 +95,7 @@ def test_two_stage_run_yields_the_documented_event_sequence(phantom, tmp_path):
                              checkpoint_path=path))
     kinds = [type(event).__name__ for event in events]
     assert kinds == ["StageStarted", "Step", "Step", "CheckpointSaved", "StageStarted", "Step",
-                     "Step", "CheckpointSaved", "Finished"]
+                     "Step", "SelfCheck", "CheckpointSaved", "Finished"]
     stages = [event for event in events if isinstance(event, StageStarted)]
     assert [(s.stage, s.first_step) for s in stages] == [(1, 1), (2, 3)]
     steps = [event for event in events if isinstance(event, Step)]

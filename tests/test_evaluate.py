@@ -53,6 +53,13 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
     assert report.best_baseline() in ("nearest", "linear", "cubic")
     assert "| cubic |" in report.to_markdown()
     assert json.loads(report.to_json())["factor"] == 2
+    # the banding metric of every row, and the ground truth's as the reference
+    assert all(values["texture"] > 0 for values in report.rows.values())
+    assert report.settings["texture"] > 0
+    # the self-check, next to the true gain it estimates
+    assert set(report.self_check["psnr"]) == {"model", "linear", "cubic"}
+    assert "Self-check (held-out in-plane pairs" in report.to_markdown()
+    assert json.loads(report.to_json())["self_check"] == report.self_check
 
 
 #: Each ablation of Table 3: the option, the setting it changes and the value it sets.
@@ -95,7 +102,10 @@ def test_evaluate_command_prints_and_writes_the_table(tmp_path, monkeypatch, cap
     _FULL_METHOD.update(report)  # the ablation tests compare with it
     assert FUSED_ROW in report["rows"]
     assert (tmp_path / "report.md").read_text().startswith("Factor 2")
-    assert "| method | PSNR |" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "| method | PSNR |" in printed.out
+    assert "estimated gain on this scan" in printed.err  # the final self-check
+    assert "self_check" in report
 
 
 @pytest.mark.parametrize("ablation", list(ABLATIONS))

@@ -140,3 +140,45 @@ def test_metric_errors_are_clear():
         psnr(pred[0], target[0])
     with pytest.raises(ValueError, match="no synthesised slice"):
         evaluate_volume(pred[:1], target[:1], 2)
+
+
+# --------------------------------------------------------------------------- banding
+def noise_volume(shape=(33, 48, 48), seed=0) -> np.ndarray:
+    """Texture alone: white noise of 100 HU around 0 HU (inside the default window)."""
+    return np.random.default_rng(seed).normal(0.0, 100.0, shape).astype(np.float32)
+
+
+def test_texture_ratio_is_one_without_banding_and_detects_smoother_synthesised_slices():
+    from scipy.ndimage import gaussian_filter
+
+    from napari_xview.baselines import interpolate_z
+    from napari_xview.metrics import texture_ratio
+
+    thin = noise_volume()
+    assert texture_ratio(thin, 4) == pytest.approx(1.0, abs=0.05)  # no banding
+    # every synthesised slice blurred in-plane: bands every r slices
+    banded = thin.copy()
+    synthesised = np.arange(len(thin)) % 4 != 0
+    banded[synthesised] = gaussian_filter(thin[synthesised], (0, 1.0, 1.0))
+    assert texture_ratio(banded, 4) < 0.5
+    # linear interpolation of noise: weights (3/4, 1/4), (1/2, 1/2), (1/4, 3/4) keep
+    # 5/8, 1/2 and 5/8 of the energy, 7/12 on average
+    linear = interpolate_z(thin[::4], 4, "linear")
+    assert texture_ratio(linear, 4) == pytest.approx(7 / 12, abs=0.04)
+    # sharper synthesised slices than acquired ones (thick acquired slices) read above 1
+    thick = thin.copy()
+    thick[~synthesised] = gaussian_filter(thin[~synthesised], (0, 1.0, 1.0))
+    assert texture_ratio(thick, 4) > 2.0
+
+
+def test_texture_of_two_dimensional_images_along_their_rows():
+    from napari_xview.metrics import texture_energy, texture_ratio
+
+    images = noise_volume((17, 3, 64))  # rows, images, columns
+    smooth_rows = images.copy()
+    smooth_rows[1::2] = smooth_rows[1::2] * 0.5  # half the amplitude: a quarter the energy
+    assert texture_ratio(smooth_rows, 2, in_plane=(2,)) == pytest.approx(0.25, rel=0.1)
+    energy = texture_energy(images, in_plane=(2,))
+    assert energy.shape == (17,) and (energy > 0).all()
+    with pytest.raises(ValueError, match="axis 0"):
+        texture_energy(images, in_plane=(0, 2))

@@ -193,3 +193,39 @@ def test_viewer_saves_a_layer_as_a_dicom_series_folder(make_napari_viewer, tmp_p
     [written] = viewer.layers.save(str(tmp_path / "series.dcm"), plugin="napari-xview")
     assert len(list((tmp_path / "series.dcm").iterdir())) == 4
     np.testing.assert_array_equal(load_volume(written).array, viewer.layers[0].data)
+
+
+def test_result_layers_are_windowed_and_the_fused_one_selected():
+    """Issue 19: results of a layer napari opened with its automatic limits (the whole
+    data range) get a CT window; a windowed input lends its own; the fused layer is chosen."""
+    from napari.components import ViewerModel
+
+    from conftest import tiny_model
+    from napari_xview._napari._io import CT_CONTRAST_LIMITS
+    from napari_xview._napari.layers import add_result_layers
+    from napari_xview.engine import XViewModel, synthesize
+    from napari_xview.io import Volume
+
+    volume = make_phantom(shape=(5, 24, 24), spacing=(4.0, 1.0, 1.0))
+    result = synthesize(volume, XViewModel.create(tiny_model(2)).eval(), device="cpu",
+                        views=True)
+    kinds = ("fused", "coronal", "disagreement")
+    viewer = ViewerModel()
+    source = viewer.add_image(volume.array, name="auto")  # napari's limits: the data range
+    assert tuple(source.contrast_limits) == tuple(source.contrast_limits_range)
+    layers = add_result_layers(viewer, result, kinds, source)
+    assert tuple(layers[0].contrast_limits) == CT_CONTRAST_LIMITS
+    assert viewer.layers.selection.active is layers[0] and len(viewer.layers.selection) == 1
+    assert not layers[-1].visible  # the disagreement map is added hidden
+
+    windowed = viewer.add_image(volume.array, name="windowed", contrast_limits=(-200, 300))
+    viewer.layers.selection.active = windowed
+    layers = add_result_layers(viewer, result, kinds, windowed)
+    assert tuple(layers[0].contrast_limits) == (-200.0, 300.0)
+    assert viewer.layers.selection.active is layers[0]
+    # data not in HU (no air) keep percentiles of the result, not the CT window
+    mr = Volume(np.abs(volume.array) + 10, volume.spacing, volume.affine)
+    source = viewer.add_image(mr.array, name="mr")
+    layers = add_result_layers(viewer, synthesize(mr, XViewModel.create(tiny_model(2)).eval(),
+                                                  device="cpu"), ["fused"], source)
+    assert tuple(layers[0].contrast_limits) != CT_CONTRAST_LIMITS

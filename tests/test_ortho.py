@@ -130,3 +130,32 @@ def test_layers_are_mirrored_as_they_come_change_and_go(viewer):
     viewer.layers.remove(result)
     assert [layer.name for layer in ortho.sagittal.model.layers] == ["phantom"]
     assert [layer.name for layer in ortho.coronal.model.layers] == ["phantom"]
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("synthesis_first", [True, False])
+def test_the_canvases_keep_a_usable_size_beside_the_synthesis_dock(make_napari_viewer,
+                                                                   tiny_phantom, qtbot,
+                                                                   synthesis_first):
+    """Issue 19: at napari's default window size, the tall Slice synthesis dock left the
+    orthogonal canvases no height when both were docked on the right."""
+    from napari_xview._napari._io import layer_data
+
+    viewer = make_napari_viewer(show=True)
+    data, kwargs, _ = layer_data(tiny_phantom, "phantom")
+    viewer.add_image(data, **kwargs)
+    docks = ["Slice synthesis", "Orthogonal views"]
+    widgets = {name: viewer.window.add_plugin_dock_widget("napari-xview", name)[1]
+               for name in (docks if synthesis_first else docks[::-1])}
+    ortho = widgets["Orthogonal views"]
+    window = viewer.window._qt_window
+    synthesis = widgets["Slice synthesis"]
+    qtbot.waitUntil(lambda: ortho.canvas_height() >= 150 and synthesis.isVisible(),
+                    timeout=5000)
+    for view in (ortho.coronal, ortho.sagittal):
+        canvas = view.qt_viewer.canvas.native
+        assert canvas.width() >= 150 and canvas.height() >= 150
+        assert canvas.height() <= window.height()
+    # the synthesis dock keeps its room, and the viewer's own canvas too
+    assert synthesis.height() > 300
+    assert viewer.window._qt_viewer.canvas.native.height() >= 150

@@ -173,6 +173,15 @@ def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
     assert not viewer.layers["phantom [axial]"].visible
     assert viewer.layers["phantom [disagreement]"].colormap.name == "xview disagreement"
     assert not viewer.layers["phantom [disagreement]"].visible  # it would hide the result
+    # the result is selected (its controls shown) and windowed as its input
+    assert viewer.layers.selection.active is viewer.layers["phantom [fused]"]
+    assert viewer.layers.selection == {viewer.layers["phantom [fused]"]}
+    assert tuple(viewer.layers["phantom [fused]"].contrast_limits) == tuple(
+        source.contrast_limits)
+    # the self-check of the end of training, in the dock and with the model
+    assert widget.self_check_label.text().startswith("self-check at step 4 (")
+    assert " dB over " in widget.self_check_label.text()
+    assert widget.model.self_check["step"] == 4
 
     history = widget.loss_plot.history()
     np.testing.assert_array_equal(history["total"][0], [1, 2, 3, 4])
@@ -398,3 +407,53 @@ def test_start_from_the_current_model_fine_tunes_it(viewer, qtbot, tiny_model_co
     assert widget.last_error is None and widget.model is first  # the same networks, trained on
     changed = [not torch.equal(before[k], v) for k, v in first.pint.state_dict().items()]
     assert any(changed)
+
+
+@pytest.mark.gui
+def test_the_live_preview_refreshes_during_training_and_compares_with_linear(
+        viewer, qtbot, tiny_model_config, monkeypatch):
+    from napari_xview._napari import preview as preview_module
+
+    monkeypatch.setattr(preview_module, "PREVIEW_INTERVAL_S", 0.0)  # after every step
+    monkeypatch.setattr(preview_module, "PREVIEW_OVERHEAD", float("inf"))
+    widget = make_small(dock_widget(viewer), tiny_model_config, steps=3)
+    widget.synthesize_after.setChecked(False)
+    panel = widget.preview_panel
+    assert panel.updates == 0 and panel.shown is None
+    with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
+        widget.start_training()
+    assert panel.updates == 3  # one per step
+    preview = panel.preview
+    assert preview.step == 3 and preview.row == 24  # the middle row of 48
+    assert preview.synthesized.shape == (17, 48)  # r (l - 1) + 1 rows of one coronal image
+    assert panel.shown is preview.synthesized
+    # the comparison: linear interpolation of the same image, its acquired rows exact
+    panel.show_linear.setChecked(True)
+    assert panel.shown is preview.linear
+    source = viewer.layers["phantom"]
+    low, high = tiny_model_config.window
+    expected = np.clip((np.asarray(source.data)[:, 24] - low) / (high - low), 0, 1)
+    np.testing.assert_allclose(preview.linear[::2], expected, atol=1e-6)
+    assert not np.allclose(preview.synthesized, preview.linear)
+    assert "linear interpolation" in panel.caption.text() and "% of the run" in panel.caption.text()
+    assert 0 < preview.share < 1
+    # the row follows the mouse over the input
+    widget._preview.set_row(7)
+    assert widget._preview.row == 7
+
+
+def test_previews_keep_to_their_share_of_the_run(monkeypatch):
+    import time as time_module
+
+    from napari_xview._napari import preview as preview_module
+
+    source = preview_module.PreviewSource(np.zeros((3, 4, 5), np.float32), 2, interval_s=5.0)
+    clock = [100.0]
+    monkeypatch.setattr(time_module, "monotonic", lambda: clock[0])
+    source._last, source._cost = 100.0, 1.0  # a preview of 1 s: the next after 20 s, not 5
+    clock[0] = 105.0
+    assert not source.due()
+    clock[0] = 100.0 + 1.0 / preview_module.PREVIEW_OVERHEAD
+    assert source.due()
+    source.set_row(99)
+    assert source.row == 3  # clipped to the volume

@@ -227,6 +227,10 @@ class TrainConfig:
         see :mod:`napari_xview.engine.inplane`).
     inplane_images : int
         In-plane image pairs per step for PInt with the "inplane" recipe.
+    holdout_fraction : float
+        Share of the axial slices (a seeded, evenly spread set) kept out of in-plane training
+        for the self-check (:mod:`napari_xview.engine.selfcheck`): PInt is scored on in-plane
+        pairs it never learnt from. 0 disables the self-check and holds nothing out.
     seed : int
         Seed of every random generator used in training.
     device : str
@@ -275,6 +279,7 @@ class TrainConfig:
     stage2_patch_size: int | None = None
     recipe: str = "paper"
     inplane_images: int = 64
+    holdout_fraction: float = 0.125
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -322,6 +327,9 @@ class TrainConfig:
             raise ValueError(f"rotate_every must be at least 1, got {self.rotate_every}")
         if self.wavelet_levels < 1:
             raise ValueError(f"wavelet_levels must be at least 1, got {self.wavelet_levels}")
+        if not 0.0 <= self.holdout_fraction <= 0.5:
+            raise ValueError(f"holdout_fraction must lie in [0, 0.5], got "
+                             f"{self.holdout_fraction}")
 
     @property
     def total_steps(self) -> int | None:

@@ -28,7 +28,7 @@ from napari_xview.config import (
 from napari_xview.degrade import degrade_z
 from napari_xview.io import Volume
 from napari_xview.io.window import from_unit, to_unit
-from napari_xview.metrics import evaluate_volume
+from napari_xview.metrics import evaluate_volume, texture_ratio
 from napari_xview.profiles import profile_kernel
 
 #: Rows of the table: the classical baselines, each view, their combinations (Table 4).
@@ -57,6 +57,8 @@ class EvaluationReport:
     rows: dict[str, dict[str, float]]
     seconds: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the trainer's final self-check (``SelfCheck.to_dict()``), None without one
+    self_check: dict[str, Any] | None = None
 
     def best_baseline(self) -> str:
         """The classical interpolation with the highest PSNR on synthesised slices."""
@@ -81,16 +83,28 @@ class EvaluationReport:
             f"Factor {self.factor}, {self.degradation} degradation. PSNR/SSIM on synthesised "
             f"slices; 'PSNR (all)' over every slice.",
             "",
-            "| method | PSNR | SSIM_a | SSIM_c | SSIM_s | PSNR (all) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| method | PSNR | SSIM_a | SSIM_c | SSIM_s | PSNR (all) | texture |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for name, values in self.rows.items():
             lines.append(f"| {name} | {values['psnr']:.2f} | {values['ssim_a']:.4f} | "
                          f"{values['ssim_c']:.4f} | {values['ssim_s']:.4f} | "
-                         f"{values['psnr_all']:.2f} |")
+                         f"{values['psnr_all']:.2f} | {values.get('texture', float('nan')):.3f} |")
         lines += ["", f"Best classical baseline: {self.best_baseline()}; fused gain "
-                      f"{self.gain_db():+.2f} dB PSNR.",
-                  "Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())]
+                      f"{self.gain_db():+.2f} dB PSNR."]
+        if "texture" in self.settings:
+            lines.append(f"Texture: fine-texture energy of synthesised / acquired slices "
+                         f"(banding where it differs from the ground truth's "
+                         f"{self.settings['texture']:.3f}).")
+        if self.self_check is not None:
+            check, truth = self.self_check["psnr"], self.rows
+            lines.append(
+                f"Self-check (held-out in-plane pairs, no ground truth): estimated gain "
+                f"{check['model'] - check['linear']:+.2f} dB over linear, "
+                f"{check['model'] - check['cubic']:+.2f} dB over cubic; true gain "
+                f"{truth[self.fused_row]['psnr'] - truth['linear']['psnr']:+.2f} and "
+                f"{truth[self.fused_row]['psnr'] - truth['cubic']['psnr']:+.2f} dB.")
+        lines.append("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
         return "\n".join(lines) + "\n"
 
 
@@ -169,8 +183,12 @@ class EvaluationSetup:
         ``region`` crops both volumes first (the benchmarks score a central region).
         """
         crop = region or (lambda volume: volume)
-        return score(crop(self.thick), crop(self.truth), finished.model, self.train_config,
-                     self.degradation, training_seconds=finished.elapsed_s, steps=finished.step)
+        report = score(crop(self.thick), crop(self.truth), finished.model, self.train_config,
+                       self.degradation, training_seconds=finished.elapsed_s,
+                       steps=finished.step)
+        if getattr(finished, "self_check", None) is not None:
+            report.self_check = finished.self_check.to_dict()
+        return report
 
 
 def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = None,
@@ -251,26 +269,32 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
     rows: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     for method in BASELINES:
-        rows[method] = evaluate_volume(interpolate_z(thick.array, factor, method), truth.array,
-                                       factor, window=window)
+        rows[method] = _scores(interpolate_z(thick.array, factor, method), truth.array,
+                               factor, window)
     seconds["classical interpolation + scoring"] = time.perf_counter() - started
     views = {name: getattr(result, name).array for name in ("axial", "coronal", "sagittal")
              if getattr(result, name) is not None}
     for name, members in VIEW_ROWS.items():
         if all(view in views for view in members):
             combined = np.mean([views[view] for view in members], axis=0)
-            rows[name] = evaluate_volume(combined, truth.array, factor, window=window)
+            rows[name] = _scores(combined, truth.array, factor, window)
     fused_row = FUSED_ROW if model.has_axial else PIXELWISE_FUSED_ROW
     reestimated = result.fused.array
     kept = reestimated.copy()
     kept[::factor] = thick.array  # what synthesize(keep_input_slices=True) gives
-    rows[REESTIMATED_ROW] = evaluate_volume(reestimated, truth.array, factor, window=window)
-    rows[KEPT_ROW] = evaluate_volume(kept, truth.array, factor, window=window)
+    rows[REESTIMATED_ROW] = _scores(reestimated, truth.array, factor, window)
+    rows[KEPT_ROW] = _scores(kept, truth.array, factor, window)
     rows[fused_row] = rows[KEPT_ROW if keeps_input_slices(model) else REESTIMATED_ROW]
     settings = {"model": model.config.to_dict(), "train": train_config.to_dict(),
                 "input_shape": list(thick.shape), "truth_shape": list(truth.shape),
-                "steps": steps}
+                "steps": steps, "texture": texture_ratio(truth.array, factor, window=window)}
     return EvaluationReport(factor, degradation, rows, seconds, settings)
+
+
+def _scores(volume, truth, factor: int, window) -> dict[str, float]:
+    """PSNR and SSIMs against ``truth``, and the banding metric of ``volume`` alone."""
+    return {**evaluate_volume(volume, truth, factor, window=window),
+            "texture": texture_ratio(volume, factor, window=window)}
 
 
 def sample_ground_truth(factor: int) -> Volume:

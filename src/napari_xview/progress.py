@@ -72,6 +72,14 @@ class ProgressBar:
         self.stream.flush()
         self._drawn = True
 
+    def note(self, text: str) -> None:
+        """``text`` on a line of its own, kept above the bar (redrawn at the next update)."""
+        if self.interactive and self._drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._last_draw = -float("inf")
+
     def close(self, message: str = "") -> None:
         """Draw the final state and end the line."""
         self.update(1.0, message, force=True)

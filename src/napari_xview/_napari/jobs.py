@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEventLoop, QObject, QTimer, Signal
 
 from napari_xview._napari.layers import add_result_layers, volume_from_layer
+from napari_xview._napari.preview import Preview, PreviewSource
 from napari_xview.config import ModelConfig, TrainConfig
 from napari_xview.errors import error_message
 from napari_xview.progress import format_duration
@@ -44,20 +45,28 @@ class TrainingRun:
     before the trainer exists is remembered and passed on as soon as it does.
     """
 
-    def __init__(self, make_trainer: Callable[[], Trainer]) -> None:
+    def __init__(self, make_trainer: Callable[[], Trainer],
+                 preview: PreviewSource | None = None) -> None:
         self._make_trainer = make_trainer
+        self.preview = preview
         self._trainer: Trainer | None = None
         self._stop_requested = False
         self._lock = threading.Lock()
 
     def events(self) -> Iterator[Any]:
-        """Build the trainer, then yield its events (runs in the worker thread)."""
+        """Build the trainer, then yield its events (runs in the worker thread), and a
+        :class:`~napari_xview._napari.preview.Preview` between two steps when one is due."""
+        from napari_xview.engine.events import Step
+
         trainer = self._make_trainer()
         with self._lock:
             self._trainer = trainer
             if self._stop_requested:
                 trainer.stop()
-        yield from trainer.run()
+        for event in trainer.run():
+            yield event
+            if self.preview is not None and isinstance(event, Step) and self.preview.due():
+                yield self.preview.make(trainer)
 
     def stop(self) -> None:
         """Ask the run to end after its current step (thread-safe)."""
@@ -121,11 +130,13 @@ class WorkerJobs:
         resume_from = self._resume_checkpoint(layer.name, model_config)
         if resume_from is None:
             self.loss_plot.clear()
+        self.self_check_label.setText("self-check: after the first half-minute of training")
         checkpoint = self._checkpoint_path()
         self._resumable = None
         self._training_signature = (layer.name, model_config)
         self._run = TrainingRun(lambda: make_trainer(volume, model_config, train_config,
-                                                       checkpoint, resume_from, init))
+                                                       checkpoint, resume_from, init),
+                                self._preview_source(layer, volume, model_config))
         worker = create_worker(self._run.events, _ignore_errors=True)
         worker.yielded.connect(self._on_training_event)
         worker.errored.connect(self._on_error)
@@ -201,6 +212,20 @@ class WorkerJobs:
                              "(Load model…), or start from new networks")
         return self.model
 
+    def _preview_source(self, layer: Image, volume: Volume,
+                        model_config: ModelConfig) -> PreviewSource:
+        """The input on the model's window scale, drawn with the layer's contrast."""
+        from napari_xview.io.window import to_unit
+
+        low, high = model_config.window
+        self.preview_panel.set_display(
+            tuple((float(limit) - low) / (high - low) for limit in layer.contrast_limits),
+            volume.spacing[0] / model_config.factor / volume.spacing[2])
+        self._preview = PreviewSource(to_unit(volume.array, model_config.window),
+                                      model_config.factor)
+        self._preview_layer = layer
+        return self._preview
+
     def _resume_checkpoint(self, layer_name: str, model_config: ModelConfig) -> Path | None:
         """The checkpoint to continue from, if asked for and still compatible."""
         if not self.continue_run.isChecked() or self._resumable is None:
@@ -218,10 +243,20 @@ class WorkerJobs:
         return Path(self._scratch.name) / "training.pt"
 
     def _on_training_event(self, event) -> None:
-        from napari_xview.engine.events import CheckpointSaved, Finished, StageStarted, Step
+        from napari_xview.engine.events import (
+            CheckpointSaved,
+            Finished,
+            SelfCheck,
+            StageStarted,
+            Step,
+        )
 
         if isinstance(event, Step):
             self._show_step(event)
+        elif isinstance(event, SelfCheck):
+            self.self_check_label.setText(self_check_text(event))
+        elif isinstance(event, Preview):
+            self.preview_panel.show_preview(event)
         elif isinstance(event, StageStarted):
             self.device_used.setText(event.device)
             self.loss_plot.mark_stage(event.first_step, f"stage {event.stage}")
@@ -367,6 +402,15 @@ class WorkerJobs:
         """Record ``message`` as the last error and show it as a napari notification."""
         self.last_error = message
         show_error(message)
+
+
+def self_check_text(check) -> str:
+    """The self-check (:class:`~napari_xview.engine.events.SelfCheck`) in one line."""
+    best = check.best_baseline
+    return (f"self-check at step {check.step} ({check.pairs} held-out images): "
+            f"{check.psnr['model']:.2f} dB, linear {check.psnr['linear']:.2f}, cubic "
+            f"{check.psnr['cubic']:.2f}: {check.gain():+.2f} dB over {best} · texture "
+            f"{check.texture['model']:.2f} (true {check.texture['truth']:.2f})")
 
 
 def make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainConfig,

@@ -17,7 +17,7 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.colormaps import Colormap
 
-from napari_xview._napari._io import volume_from_layer_data
+from napari_xview._napari._io import contrast_limits, volume_from_layer_data
 
 if TYPE_CHECKING:
     import napari
@@ -121,7 +121,8 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
     Scale comes from the result's spacing ``(dz / r, dy, dx)``; translate from the source
     layer, which is what makes output slice r * k overlay input slice k (module docstring).
     Only the fused result starts visible: the views and the disagreement map (added on top,
-    it would cover the result) are a click away in the layer list.
+    it would cover the result) are a click away in the layer list. Contrast limits follow
+    :func:`display_limits`.
     """
     volume: Volume = getattr(result, kind)
     kwargs = dict(
@@ -141,9 +142,26 @@ def result_layer_kwargs(result: SynthesisResult, kind: str, *, source: Image) ->
         kwargs.update(colormap=disagreement_colormap(), blending="translucent",
                       contrast_limits=disagreement_limits(volume.array), visible=False)
     else:
-        kwargs.update(colormap="gray", contrast_limits=tuple(source.contrast_limits),
+        kwargs.update(colormap="gray", contrast_limits=display_limits(source, volume.array),
                       visible=kind == "fused")
     return kwargs
+
+
+def display_limits(source: Image, result: np.ndarray) -> tuple[float, float]:
+    """Contrast limits of a result layer: the source's, unless it was never windowed.
+
+    A source opened by this plugin's reader, or windowed by the user, lends its limits, so
+    the result and its input look alike. One that napari opened with its automatic limits
+    (the full range of the data: air to metal, a washed-out grey) gets the reader's CT
+    window for data in Hounsfield units (:func:`~napari_xview._napari._io.contrast_limits`).
+    """
+    limits = tuple(float(value) for value in source.contrast_limits)
+    data = np.asarray(source.data)
+    sample = data[::max(1, data.shape[0] // 16)]  # a few slices: a range at least as wide
+    low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
+    margin = 0.01 * (high - low)
+    automatic = high > low and limits[0] <= low + margin and limits[1] >= high - margin
+    return contrast_limits(result) if automatic else limits
 
 
 def find_result_layer(viewer: napari.Viewer, source_name: str, kind: str) -> Image | None:
@@ -178,6 +196,7 @@ def add_result_layers(viewer: napari.Viewer, result: SynthesisResult, kinds: Ite
 
     Notes
     -----
+    The fused layer ends up selected (the active layer), so its controls are the ones shown.
     A layer from an earlier run on the same source is updated in place rather than added
     again, so re-running never piles up layers and keeps the user's display settings (except
     the disagreement map's contrast, which follows the new values).
@@ -186,7 +205,7 @@ def add_result_layers(viewer: napari.Viewer, result: SynthesisResult, kinds: Ite
     unknown = chosen - set(RESULT_KINDS)
     if unknown:
         raise ValueError(f"unknown result kinds {sorted(unknown)}; choose from {RESULT_KINDS}")
-    layers = []
+    layers: list[Image] = []
     for kind in RESULT_KINDS:
         if kind not in chosen or getattr(result, kind, None) is None:
             continue
@@ -198,6 +217,9 @@ def add_result_layers(viewer: napari.Viewer, result: SynthesisResult, kinds: Ite
         else:
             _update_layer(layer, volume.array, kwargs)
         layers.append(layer)
+    fused = [layer for layer in layers if layer.metadata.get(RESULT_KEY) == "fused"]
+    if fused:  # the result is what the user looks at next: its controls come up
+        viewer.layers.selection.active = fused[0]
     return layers
 
 

@@ -22,8 +22,16 @@ import numpy as np
 from napari.components import ViewerModel
 from napari.layers import Layer
 from napari.qt import QtViewer
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QLabel, QSplitter, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 from vispy.scene.visuals import Line
 
 if TYPE_CHECKING:
@@ -39,6 +47,12 @@ MIRRORED_PROPERTIES: tuple[str, ...] = (
 PLANES: dict[str, tuple[str, str]] = {"coronal": ("z", "x"), "sagittal": ("z", "y")}
 
 _CROSSHAIR_COLOR = (0.3, 0.85, 1.0, 0.8)
+
+#: Below this height (pixels) a canvas is too small to use: the dock then moves to the
+#: bottom of the window, out of the side area another dock fills.
+MIN_CANVAS_HEIGHT = 120
+#: Share of the window's height the dock takes in the bottom area.
+BOTTOM_SHARE = 0.4
 
 
 def plane_order(ndim: int, plane: str) -> tuple[int, ...]:
@@ -189,13 +203,15 @@ class OrthoViewWidget(QWidget):
             "Hovering over a canvas moves the other views to the voxel under the mouse")
         self._mirrors: dict[int, _LayerMirror] = {}
         self._syncing = False
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.coronal)
-        splitter.addWidget(self.sagittal)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.coronal)
+        self.splitter.addWidget(self.sagittal)
+        self._placed = False
+        self._placement_pending = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.follow_cursor)
-        layout.addWidget(splitter, stretch=1)
+        layout.addWidget(self.splitter, stretch=1)
         for index, layer in enumerate(viewer.layers):
             self._add_mirror(index, layer)
         self._point: tuple[float, ...] = tuple(viewer.dims.point)
@@ -280,8 +296,67 @@ class OrthoViewWidget(QWidget):
     def showEvent(self, event) -> None:
         """Fit the views to their canvases once those have their real size."""
         super().showEvent(event)
+        self._schedule_placement()
         for view in (self.coronal, self.sagittal):
             view.model.reset_view()
+
+    def resizeEvent(self, event) -> None:
+        """A dock opened later in the same side area squeezes this one: move out of it."""
+        super().resizeEvent(event)
+        self._schedule_placement()
+
+    def _schedule_placement(self) -> None:
+        # never re-dock from inside a show or resize event: the window is laying out then
+        if not self._placed and not self._placement_pending:
+            self._placement_pending = True
+            QTimer.singleShot(0, self._place_dock)
+
+    # -- layout -------------------------------------------------------------------------
+    def _dock_and_window(self) -> tuple[QDockWidget | None, QMainWindow | None]:
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        window = dock.parentWidget() if dock is not None else None
+        return dock, window if isinstance(window, QMainWindow) else None
+
+    def _place_dock(self) -> None:
+        """Share no side area with another dock: move to the bottom of the window, once.
+
+        napari docks plugin widgets on the right, one under the other; beside the tall
+        *Slice synthesis* dock the canvases were left no height at all (issue 19). When this
+        dock shares its side area with another visible dock and its canvases get less than
+        :data:`MIN_CANVAS_HEIGHT`, it moves to the bottom area, under the viewer's canvas,
+        with the two planes side by side; the side area keeps the window's corner on its
+        side, so the other dock keeps its full height. It does so once: a dock the user
+        moves back stays where it is put.
+        """
+        self._placement_pending = False
+        dock, window = self._dock_and_window()
+        if self._placed or dock is None or window is None or dock.isFloating():
+            return
+        area = window.dockWidgetArea(dock)
+        if area not in (Qt.DockWidgetArea.LeftDockWidgetArea,
+                        Qt.DockWidgetArea.RightDockWidgetArea):
+            return
+        shared = any(other is not dock and other.isVisible() and not other.isFloating()
+                     and window.dockWidgetArea(other) == area
+                     for other in window.findChildren(QDockWidget))
+        if not shared or self.canvas_height() >= MIN_CANVAS_HEIGHT:
+            return
+        self._placed = True
+        # the side dock keeps the window's full height; the bottom area spans the rest
+        corner = (Qt.Corner.BottomRightCorner if area == Qt.DockWidgetArea.RightDockWidgetArea
+                  else Qt.Corner.BottomLeftCorner)
+        window.setCorner(corner, area)
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.splitter.setOrientation(Qt.Orientation.Horizontal)
+        window.resizeDocks([dock], [int(BOTTOM_SHARE * window.height())],
+                           Qt.Orientation.Vertical)
+
+    def canvas_height(self) -> int:
+        """Height in pixels of the smaller of the two canvases."""
+        return min(view.qt_viewer.canvas.native.height()
+                   for view in (self.coronal, self.sagittal))
 
     def _refresh_views(self) -> None:
         for view in (self.coronal, self.sagittal):

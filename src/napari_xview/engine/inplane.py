@@ -75,6 +75,9 @@ class InplanePairSampler:
         ``patch_size`` columns, ``central_size`` and the degradation model.
     factor : int
         The factor r.
+    held_out : sequence of sequence of int, optional
+        For each volume, the axial slices kept out of training (the self-check's,
+        :mod:`napari_xview.engine.selfcheck`); pairs are drawn from the other slices only.
 
     Raises
     ------
@@ -85,7 +88,8 @@ class InplanePairSampler:
 
     def __init__(self, volumes: VolumeStore, spacings: Sequence[Sequence[float]],
                  config: TrainConfig, factor: int,
-                 geometries: Sequence[SliceGeometry] | None = None):
+                 geometries: Sequence[SliceGeometry] | None = None,
+                 held_out: Sequence[Sequence[int]] | None = None):
         self.factor = factor
         self.config = config
         self.by_profile = config.degradation == "profile"
@@ -93,14 +97,19 @@ class InplanePairSampler:
             raise ValueError("the 'profile' degradation needs each volume's slice geometry")
         if geometries is None:
             geometries = [None] * len(volumes)
+        if held_out is None:
+            held_out = [()] * len(volumes)
         self.volumes = volumes
-        #: Per usable scan (its pixels fine enough for r): dy, dx and the row spacing dz / r
+        #: Per usable scan (its pixels fine enough for r), by its index in the store: dy, dx
+        #: and the row spacing dz / r; its profile kernel; the slices pairs are drawn from
+        #: (None: all of them, else all but the self-check's)
         self.slices: dict[int, tuple[float, float, float]] = {}
         self.kernels: dict[int, object] = {}
+        self.allowed: dict[int, torch.Tensor | None] = {}
         rows_low = config.crop_slices
         self.target_rows = factor * (rows_low - 1) + 1
-        for index, (shape, spacing, geometry) in enumerate(
-                zip(volumes.shapes, spacings, geometries, strict=True)):
+        for index, (shape, spacing, geometry, excluded) in enumerate(
+                zip(volumes.shapes, spacings, geometries, held_out, strict=True)):
             if not inplane_fine_enough(spacing, factor):
                 continue
             dz, dy, dx = (float(s) for s in spacing)
@@ -109,7 +118,10 @@ class InplanePairSampler:
             if math.floor(extent / (dz / factor)) + 1 >= self.target_rows:
                 self.slices[index] = (dy, dx, dz / factor)
                 self.kernels[index] = geometry.kernel(factor) if self.by_profile else None
-        self.usable = list(self.slices)
+                kept = sorted(set(range(shape[0])) - set(excluded))
+                self.allowed[index] = torch.tensor(kept) if excluded else None
+        #: the store indices of the usable scans
+        self.sources = list(self.slices)
         if not self.slices:
             finest = min(max(s[1], s[2]) / s[0] for s in spacings)
             raise ValueError(
@@ -121,16 +133,27 @@ class InplanePairSampler:
     def _resampled_slice(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """A random axial slice, maybe transposed, with rows dz / r apart (anti-aliased), and
         the index of its scan in the store."""
-        index = self.volumes.draw(generator, among=self.usable)
+        index = self.volumes.draw(generator, among=self.sources)
         volume = self.volumes[index]
-        dy, dx, target_spacing = self.slices[index]
-        image = volume[int(torch.randint(volume.shape[0], (1,), generator=generator))]
-        if bool(torch.randint(2, (1,), generator=generator)):
-            image, dy, dx = image.T, dx, dy
-        resampled = resample_rows(image, target_spacing / dy)
+        allowed = self.allowed[index]
+        if allowed is None:
+            image = volume[int(torch.randint(volume.shape[0], (1,), generator=generator))]
+        else:
+            image = volume[int(allowed[int(torch.randint(len(allowed), (1,),
+                                                         generator=generator))])]
+        transpose = bool(torch.randint(2, (1,), generator=generator))
+        resampled = self.resampled(index, image, transpose)
         if bool(torch.randint(2, (1,), generator=generator)):
             resampled = resampled.flip(0)
         return resampled, index
+
+    def resampled(self, index: int, image: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """Axial ``image`` of scan ``index`` (transposed or not) with its rows ``dz / r``
+        apart, anti-aliased."""
+        dy, dx, target_spacing = self.slices[index]
+        if transpose:
+            image, dy, dx = image.T, dx, dy
+        return resample_rows(image, target_spacing / dy)
 
     def _crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``target_rows`` x ``columns``, the columns from the centre region (as the z-crops
@@ -149,14 +172,18 @@ class InplanePairSampler:
             sources.append(source)
         width = min(t.shape[1] for t in targets)
         target = torch.stack([t[:, :width] for t in targets])[:, None]
+        return self.degrade(target, sources, generator), target
+
+    def degrade(self, target: torch.Tensor, sources: Sequence[int],
+                generator: torch.Generator) -> torch.Tensor:
+        """Targets ``(N, 1, rows, P)`` degraded along their rows by r, each by the
+        degradation of the scan ``sources[i]`` (its index in the store) it came from."""
         if self.by_profile:
             # each pair thickened by the profile of the scan it came from
-            degraded = torch.cat([
+            return torch.cat([
                 degrade_axis_torch(target[i:i + 1], self.factor, 2, mode="profile",
                                    weights=self.kernels[source])
                 for i, source in enumerate(sources)])
-            return degraded, target
-        degraded = degrade_axis_torch(target, self.factor, 2, mode=self.config.degradation,
-                                      blur_fwhm=self.config.blur_fwhm,
-                                      noise_sigma=self.config.noise_sigma, generator=generator)
-        return degraded, target
+        return degrade_axis_torch(target, self.factor, 2, mode=self.config.degradation,
+                                  blur_fwhm=self.config.blur_fwhm,
+                                  noise_sigma=self.config.noise_sigma, generator=generator)

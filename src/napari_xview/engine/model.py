@@ -39,13 +39,15 @@ class XViewModel:
 
     ``sint`` is None for a model with ``views="pixelwise"`` (PInt alone). ``geometry`` is the
     slice geometry (spacing, thickness, profile) of the scan the model learnt to undo; None for
-    an untrained model or a checkpoint written before it was recorded.
+    an untrained model or a checkpoint written before it was recorded. ``self_check`` is the
+    last self-check of its training (``SelfCheck.to_dict()``, :mod:`.selfcheck`), or None.
     """
 
     config: ModelConfig
     sint: SliceInterpNet | None
     pint: PixelInterpNet
     geometry: SliceGeometry | None = None
+    self_check: dict[str, Any] | None = None
 
     @classmethod
     def create(cls, config: ModelConfig) -> XViewModel:
@@ -125,6 +127,8 @@ def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None
     }
     if model.geometry is not None:
         payload["geometry"] = model.geometry.to_dict()
+    if model.self_check is not None:
+        payload["self_check"] = model.self_check
     if train_state is not None:
         payload["train_state"] = train_state
     payload["digest"] = payload_digest(payload)
@@ -317,6 +321,8 @@ def model_from_checkpoint(payload: dict[str, Any], source: str | os.PathLike = "
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"the slice geometry in the checkpoint is invalid: {error}") \
                 from error
+    if isinstance(payload.get("self_check"), dict):  # absent from older files: no self-check
+        model.self_check = payload["self_check"]
     return model
 
 

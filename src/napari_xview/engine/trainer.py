@@ -41,13 +41,13 @@ from napari_xview.engine.inplane import InplanePairSampler
 from napari_xview.engine.model import (
     CheckpointError,
     XViewModel,
-    load_model,
     model_from_checkpoint,
     read_checkpoint,
     restore_training,
     save_model,
 )
 from napari_xview.engine.sampling import CropSampler, degrade_crops, training_geometry
+from napari_xview.engine.selfcheck import held_out_per_volume, live_self_check
 from napari_xview.engine.store import ScanFile, Scans, VolumeStore
 from napari_xview.io import Volume
 from napari_xview.losses import consistency_loss, internal_loss, total_objective
@@ -113,7 +113,13 @@ class Trainer:
         self.geometries = [training_geometry(v, self.config) for v in volume_list]
         self._internal_kernels = [g.internal_kernel(self.model_config.factor)
                                   for g in self.geometries]
-        self.inplane = self._inplane_sampler([v.spacing for v in volume_list])
+        spacings = [v.spacing for v in volume_list]
+        # the self-check's slices, kept out of in-plane training (engine.selfcheck)
+        self.held_out = held_out_per_volume(self.volumes.shapes, self.config)
+        self.inplane = self._inplane_sampler(spacings)
+        self.self_check = live_self_check(self.volumes, spacings, self.config,
+                                          self.model_config.factor, self.geometries,
+                                          self.held_out)
 
         torch.manual_seed(self.config.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
@@ -137,7 +143,8 @@ class Trainer:
             return None
         try:
             return InplanePairSampler(self.volumes, spacings, self.config,
-                                      self.model_config.factor, self.geometries)
+                                      self.model_config.factor, self.geometries,
+                                      held_out=self.held_out)
         except ValueError as reason:
             warnings.warn(f"{reason}; training with the paper's recipe instead", stacklevel=3)
             return None
@@ -182,6 +189,8 @@ class Trainer:
                                   f"cannot resume from it: start a new run with it as `model`")
         model = model_from_checkpoint(payload, path)
         config = train_config or TrainConfig.from_dict(state["config"])
+        if train_config is None and "holdout_fraction" not in state["config"]:
+            config = dataclasses.replace(config, holdout_fraction=0.0)  # it held none out
         if overrides:
             # before __init__, which sets the threads and resolves the device from the config
             config = dataclasses.replace(config, **overrides)
@@ -288,7 +297,7 @@ class Trainer:
 
         Yields
         ------
-        StageStarted, Step, CheckpointSaved, Finished
+        StageStarted, Step, SelfCheck, CheckpointSaved, Finished
             See :mod:`napari_xview.engine.events`.
         """
         stopped = False
@@ -307,14 +316,20 @@ class Trainer:
                     break
                 self.volumes.set_step(self.step)  # the scans of this step in memory
                 yield self._timed_step(stage)
+                if self.self_check is not None and self.self_check.due(self.elapsed_s) \
+                        and self.fraction() < 1.0:  # the last step gets the final check
+                    yield self.self_check.run(self)
                 if self._checkpoint_due():
                     yield CheckpointSaved(str(self.save(self.checkpoint_path)), self.step)
             if stopped:
                 break
+        final_check = self.self_check.run(self) if self.self_check is not None else None
+        if final_check is not None:  # scored before the last checkpoint, which keeps it
+            yield final_check
         if self.checkpoint_path is not None:
             yield CheckpointSaved(str(self.save(self.checkpoint_path)), self.step)
         self.model.eval()
-        yield Finished(self.step, stopped, self.elapsed_s, self.model)
+        yield Finished(self.step, stopped, self.elapsed_s, self.model, final_check)
 
     def _checkpoint_due(self) -> bool:
         every = self.config.checkpoint_every
@@ -473,29 +488,3 @@ class Trainer:
         if cmd_s:
             terms["cmd_s"] = torch.stack(cmd_s).mean()
         return terms
-
-
-def train(volumes: Scans, model_config: ModelConfig | None = None,
-          train_config: TrainConfig | None = None, *,
-          init: XViewModel | str | Path | None = None, **kwargs: Any) -> Iterator[Event]:
-    """Train on ``volumes`` and yield events: ``Trainer(volumes, ...).run()``.
-
-    Parameters
-    ----------
-    init : XViewModel or path-like, optional
-        Start from this trained model (fine-tuning; a model trained on a collection is the
-        natural start): its networks and factor, the training settings of ``train_config``.
-    **kwargs
-        Passed to :class:`Trainer` (``checkpoint_path``).
-    """
-    if init is not None:
-        model = init if isinstance(init, XViewModel) else load_model(init)
-        if model_config is not None:
-            model.check_factor(model_config.factor)
-            if model_config != model.config:
-                raise ValueError("init is a model of other sizes than model_config: leave "
-                                 "model_config out to fine-tune the model as it is")
-        kwargs["model"] = model
-        model_config = model.config
-    return Trainer(volumes, model_config, train_config, **kwargs).run()
-
