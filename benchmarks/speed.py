@@ -137,6 +137,11 @@ def case_train(args) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - started)
         seconds[f"stage{stage}_step_s"] = statistics.median(times)
+    if getattr(trainer, "teacher", None) is not None:  # recipe "inplane-distill"
+        started = time.perf_counter()
+        trainer.teacher.refresh(trainer.model, trainer.device, config.amp, trainer.step)
+        seconds["teacher_refresh_s"] = time.perf_counter() - started
+        seconds["teacher_volume"] = list(volume.shape)
     return seconds
 
 

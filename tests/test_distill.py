@@ -154,3 +154,28 @@ def test_the_distill_preset():
     paper = train_config_for("paper")
     assert paper.recipe == "paper" and not paper.cmd_skip_copied
     assert paper.teacher_refresh is None
+
+
+def test_fusion_by_agreement_by_hand():
+    from napari_xview.fusion import fuse_by_agreement
+
+    shape = (3, 1, 2)  # r = 2: z = 0, 2 input positions, z = 1 synthesised
+    coronal = np.full(shape, 10.0)
+    sagittal = np.full(shape, 10.0)
+    axial = np.full(shape, 10.0)
+    axial[1, 0, 0] = 40.0  # departs by 30 from two views that agree
+    axial[1, 0, 1] = 10.5  # agrees within the scale
+    sagittal[0] = 12.0
+    fused = fuse_by_agreement(axial, coronal, sagittal, 2, scale=1.0)
+    # the outlier: weights 1 / (30^2 + 1) against 1 / (15^2 + 1) twice
+    w_out, w_in = 1 / 901, 1 / 226
+    assert fused[1, 0, 0] == pytest.approx((40 * w_out + 20 * w_in) / (w_out + 2 * w_in))
+    assert fused[1, 0, 0] < fuse_views(axial, coronal, sagittal, 2)[1, 0, 0] - 5
+    # agreement: close to the plain mean of equation (7)
+    assert 10.0 < fused[1, 0, 1] <= 10.5 / 3 + 20 / 3
+    assert fused[1, 0, 1] == pytest.approx(10.5 / 3 + 20 / 3, abs=0.05)
+    # input positions: (O_c + O_s) / 2, as equation (7)
+    np.testing.assert_allclose(fused[0], 11.0)
+    as_tensor = fuse_by_agreement(*(torch.from_numpy(v) for v in (axial, coronal, sagittal)),
+                                  2, scale=1.0)
+    np.testing.assert_allclose(as_tensor.numpy(), fused)

@@ -374,8 +374,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "lite": dict(_CPU_SCHEDULE, pint_lines=16, stage2_crop_slices=7, stage2_patch_size=64),
     "pixelwise": dict(_PIXELWISE_SCHEDULE),
-    "distill": dict(_PIXELWISE_SCHEDULE, recipe="inplane-distill", pint_lines=8,
-                    stage2_crop_slices=3, stage2_patch_size=96, teacher_refresh=200,
+    "distill": dict(_PIXELWISE_SCHEDULE, recipe="inplane-distill", stage1_fraction=0.3,
+                    pint_lines=16, stage2_crop_slices=3, stage2_patch_size=96,
                     cmd_skip_copied=True),
 }
 
