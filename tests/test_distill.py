@@ -48,14 +48,15 @@ def test_the_gamma_selection_ignores_the_copied_slices():
         consistency_loss(a, b, 0.5, torch.zeros(1, 5, 1, 1, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("with_teacher", [False, True])
-def test_the_distillation_loss_reaches_sint_a_and_pint(with_teacher):
+@pytest.mark.parametrize(("with_teacher", "teach_gamma"), [(False, None), (True, None),
+                                                          (False, 1.0), (True, 0.7)])
+def test_the_distillation_loss_reaches_sint_a_and_pint(with_teacher, teach_gamma):
     """Gradients of L_c^cmd + L_s^cmd alone (no memory terms) reach both networks; with the
     stored teacher, PInt's live lines carry PInt's share."""
     torch.manual_seed(0)
     model = XViewModel.create(tiny_model(2)).train()
     crops = torch.rand(2, 3, 16, 16)
-    config = tiny_train(DISTILL)
+    config = tiny_train(DISTILL, teach_gamma=teach_gamma)
     rows = cols = slice(None)
     teacher = None
     if with_teacher:
@@ -153,7 +154,7 @@ def test_the_distill_preset():
     # the paper's preset stays section 3.2 as written
     paper = train_config_for("paper")
     assert paper.recipe == "paper" and not paper.cmd_skip_copied
-    assert paper.teacher_refresh is None
+    assert paper.teacher_refresh is None and paper.teach_gamma is None
 
 
 def test_fusion_by_agreement_by_hand():
@@ -179,3 +180,17 @@ def test_fusion_by_agreement_by_hand():
     as_tensor = fuse_by_agreement(*(torch.from_numpy(v) for v in (axial, coronal, sagittal)),
                                   2, scale=1.0)
     np.testing.assert_allclose(as_tensor.numpy(), fused)
+
+
+def test_each_direction_has_its_own_share():
+    """teach_gamma = 1: SInt-A learns from PInt on every point; PInt learns back only on the
+    gamma share where they agree best."""
+    from napari_xview.engine.crossview import _mutual
+
+    axial = torch.zeros(4, requires_grad=True)
+    pixelwise = torch.tensor([0.1, 0.2, 3.0, 4.0], requires_grad=True)
+    loss = _mutual(axial, pixelwise, tiny_train(DISTILL, gamma=0.5, teach_gamma=1.0), None)
+    loss.backward()
+    assert loss.item() == pytest.approx((0.01 + 0.04 + 9 + 16) / 4 + (0.01 + 0.04) / 2)
+    assert (axial.grad != 0).all()
+    assert pixelwise.grad[:2].ne(0).all() and pixelwise.grad[2:].eq(0).all()

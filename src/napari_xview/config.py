@@ -234,6 +234,10 @@ class TrainConfig:
         ``teacher_refresh`` steps (0: never again), so that SInt-A is compared with PInt on
         every voxel of its crops while PInt itself runs, with gradients, on ``pint_lines``
         images only. None: no stored results, PInt runs on the crops (the paper's way).
+    teach_gamma : float or None
+        Recipe "inplane-distill": the share of voxels (of T(gamma)'s kind, the smallest
+        differences) on which SInt-A learns from PInt, while PInt learns back on the
+        ``gamma`` share; None: one loss on the ``gamma`` share for both (the paper).
     cmd_skip_copied : bool
         Leave out of equations (11)-(12) the slices each incremental round copies from its
         input (at n = 1 the acquired slices, which SInt-A returns unchanged): they neither
@@ -283,6 +287,7 @@ class TrainConfig:
     recipe: str = "paper"
     inplane_images: int = 64
     teacher_refresh: int | None = None
+    teach_gamma: float | None = None
     cmd_skip_copied: bool = False
     seed: int = 0
     device: str = "auto"
@@ -302,6 +307,9 @@ class TrainConfig:
             raise ValueError(f"stage1_fraction must lie in [0, 1], got {self.stage1_fraction}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
+        if self.teach_gamma is not None and not 0.0 < self.teach_gamma <= 1.0:
+            raise ValueError(f"teach_gamma must lie in (0, 1] or be None, got "
+                             f"{self.teach_gamma}")
         if self.n_incremental < 1:
             raise ValueError(f"n_incremental (N) must be at least 1, got {self.n_incremental}")
         if self.crop_slices < 3:
@@ -376,7 +384,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "pixelwise": dict(_PIXELWISE_SCHEDULE),
     "distill": dict(_PIXELWISE_SCHEDULE, recipe="inplane-distill", stage1_fraction=0.3,
                     pint_lines=16, stage2_crop_slices=3, stage2_patch_size=96,
-                    cmd_skip_copied=True),
+                    cmd_skip_copied=True, teach_gamma=1.0),
 }
 
 

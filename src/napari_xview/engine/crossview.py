@@ -21,7 +21,12 @@ the two agree. It differs in three ways, each documented in docs/method.md:
 * optionally (``TrainConfig.teacher_refresh``) PInt's round-1 results on the whole scan are
   stored (:class:`TeacherViews`), so that SInt-A is compared with PInt on every voxel of its
   crop while PInt runs with gradients on ``pint_lines`` images only: where PInt ran, the
-  stored values are replaced by its live (differentiable) output.
+  stored values are replaced by its live (differentiable) output;
+* optionally (``TrainConfig.teach_gamma``) the two directions have their own share: SInt-A
+  learns from PInt on the ``teach_gamma`` share of voxels (1: all of them), PInt from SInt-A
+  on the ``gamma`` share where they agree best. With one top-gamma loss for both, SInt-A,
+  which has no other loss here, is left free on the voxels where it disagrees most, and on a
+  CPU run it drifted there far below linear interpolation (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -98,6 +103,17 @@ def _with_live_lines(stored: torch.Tensor | None, live: torch.Tensor, lines: Any
     return merged
 
 
+def _mutual(axial: torch.Tensor, pixelwise: torch.Tensor, config: TrainConfig,
+            mask: torch.Tensor | None) -> torch.Tensor:
+    """L^n of one view: equation (11) or (12), one loss for both directions (the paper), or
+    with ``config.teach_gamma`` set, SInt-A learning from PInt on the ``teach_gamma`` share
+    and PInt learning back from SInt-A on the ``gamma`` share where they agree best."""
+    if config.teach_gamma is None:
+        return consistency_loss(axial, pixelwise, config.gamma, mask)
+    return (consistency_loss(axial, pixelwise.detach(), config.teach_gamma, mask)
+            + consistency_loss(axial.detach(), pixelwise, config.gamma, mask))
+
+
 def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config: TrainConfig,
                        device: torch.device,
                        teacher: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -113,7 +129,8 @@ def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config:
     rows, cols : slice or Tensor
         The rows y (coronal images) and columns x (sagittal images) PInt runs on.
     config : TrainConfig
-        gamma, N (``n_incremental``), ``cmd_skip_copied``, the view switches and ``amp``.
+        gamma, ``teach_gamma``, N (``n_incremental``), ``cmd_skip_copied``, the view switches
+        and ``amp``.
     teacher : (Tensor, Tensor), optional
         PInt's stored round-1 coronal and sagittal results for these crops,
         ``(B, r (L - 1) + 1, P, P)`` each (:meth:`TeacherViews.crop`). With them, round 1
@@ -146,13 +163,13 @@ def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config:
                 pair = axial[:, :, rows], coronal
             else:
                 pair = axial, _with_live_lines(stored_c, coronal.float(), rows, "coronal")
-            cmd_c.append(consistency_loss(pair[0].float(), pair[1].float(), config.gamma, mask))
+            cmd_c.append(_mutual(pair[0].float(), pair[1].float(), config, mask))
         if use_s:
             if stored_s is None:
                 pair = axial[..., cols], sagittal
             else:
                 pair = axial, _with_live_lines(stored_s, sagittal.float(), cols, "sagittal")
-            cmd_s.append(consistency_loss(pair[0].float(), pair[1].float(), config.gamma, mask))
+            cmd_s.append(_mutual(pair[0].float(), pair[1].float(), config, mask))
     terms.update(_averaged(cmd_c, cmd_s))
     return terms
 
