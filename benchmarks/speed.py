@@ -137,6 +137,11 @@ def case_train(args) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - started)
         seconds[f"stage{stage}_step_s"] = statistics.median(times)
+    if getattr(trainer, "teacher", None) is not None:  # recipe "inplane-distill"
+        started = time.perf_counter()
+        trainer.teacher.refresh(trainer.model, trainer.device, config.amp, trainer.step)
+        seconds["teacher_refresh_s"] = time.perf_counter() - started
+        seconds["teacher_volume"] = list(volume.shape)
     # What one step consumes: crops of the scan (unless PInt learns from in-plane pairs alone)
     # and in-plane image pairs (the in-plane recipes), so that rates compare across devices.
     crops = config.batch_size if trainer.model.has_axial or trainer.recipe != "inplane-only" else 0

@@ -84,12 +84,13 @@ def tiny_model_config():
 
 @pytest.fixture
 def tiny_presets(monkeypatch):
-    """The "lite" and "pixelwise" presets with :data:`TINY_NETWORKS`, so that the command
+    """The "lite", "pixelwise" and "distill" presets with :data:`TINY_NETWORKS`, so that the command
     line and the widget train in seconds."""
     from napari_xview.config import MODEL_PRESETS
 
     monkeypatch.setitem(MODEL_PRESETS, "lite", dict(TINY_NETWORKS))
     monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY_NETWORKS, views="pixelwise"))
+    monkeypatch.setitem(MODEL_PRESETS, "distill", dict(TINY_NETWORKS))
 
 
 @pytest.fixture(scope="module")

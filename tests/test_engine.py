@@ -268,13 +268,21 @@ def test_synthesis_does_not_modify_the_input(phantom):
     np.testing.assert_array_equal(phantom.array, before)
 
 
-def test_smaller_stage2_crops_and_pint_line_subsets(phantom):
+def test_smaller_stage2_crops_and_pint_line_subsets(phantom, monkeypatch):
     """The CPU-saving options change what stage 2 sees, not which losses it has."""
+    from napari_xview.engine import trainer as trainer_module
+
+    seen = []
+    paper_terms = trainer_module.paper_cross_view_terms
+    monkeypatch.setattr(trainer_module, "paper_cross_view_terms",
+                        lambda model, crops, *args: seen.append(crops.shape)
+                        or paper_terms(model, crops, *args))
     config = tiny_train(steps=2, stage2_crop_slices=3, stage2_patch_size=16, pint_lines=5)
     trainer = Trainer(phantom, tiny_config(), config)
     crops = trainer.sampler.sample(trainer.generator)
     assert crops.shape == (2, 7, 24, 24)
-    assert trainer._cross_view_crops(crops).shape == (2, 3, 16, 16)
+    trainer._cross_view_terms(crops)
+    assert seen == [(2, 3, 16, 16)]
     rows, cols = trainer._line_subsets(24, 24)
     assert len(rows) == len(cols) == 5 and rows.unique().numel() == 5
     steps = [e for e in trainer.run() if isinstance(e, Step)]

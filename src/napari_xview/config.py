@@ -15,8 +15,10 @@ from typing import Any
 VIEW_SETS = ("all", "pixelwise")
 
 #: Training recipes: "paper" (section 3.2 as written), "inplane" (PInt also learns from in-plane
-#: pairs at the true scale), "inplane-only" (PInt learns only from them).
-RECIPES = ("paper", "inplane", "inplane-only")
+#: pairs at the true scale), "inplane-only" (PInt learns only from them), "inplane-distill"
+#: (PInt learns only from them in stage 1, then teaches SInt-A by equations (11)-(12) on the
+#: scan's own slices and learns back from it: :mod:`napari_xview.engine.crossview`).
+RECIPES = ("paper", "inplane", "inplane-only", "inplane-distill")
 
 #: Intensity window (HU) mapped to [0, 1] for the networks, as in the paper's code.
 DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
@@ -49,7 +51,8 @@ class ModelConfig:
     factor : int
         Upsampling factor r along z: r - 1 slices are synthesised between two input slices.
     preset : str
-        Name of the preset the sizes came from ("paper", "lite", "pixelwise" or "custom").
+        Name of the preset the sizes came from ("paper", "lite", "pixelwise", "distill" or
+        "custom").
     sint_channels : int
         Feature width of SInt-A after space-to-depth (192 in the paper, Fig. 4).
     sint_blocks : int
@@ -136,7 +139,8 @@ class ModelConfig:
 #: training step on a batch of four 15 x 128 x 128 crops takes well under a second on two CPU
 #: cores when PInt sees 32 images per crop (docs/models.md has the measurements);
 #: "pixelwise" is lite's PInt alone (``views="pixelwise"``, beyond the paper), the default:
-#: on CPU budgets it measured best (docs/benchmarks.md).
+#: on CPU budgets it measured best (docs/benchmarks.md); "distill" is lite's two networks
+#: for the training preset of the same name (recipe "inplane-distill").
 _LITE_SIZES = dict(sint_channels=64, sint_blocks=2, space_to_depth=8, memory_items=10,
                    pint_channels=16, pint_groups=2, pint_blocks=2, reduction=4)
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -145,6 +149,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
                   residual_to_linear=False),
     "lite": dict(_LITE_SIZES),
     "pixelwise": dict(_LITE_SIZES, views="pixelwise"),
+    "distill": dict(_LITE_SIZES),
 }
 
 #: The preset of the command line, the napari widget and the Python API when none is named.
@@ -223,8 +228,24 @@ class TrainConfig:
         by r squared, so smaller crops make stage 2 affordable on a CPU; internal learning
         keeps its full-size crops.
     recipe : str
-        "paper" (section 3.2 as written) or "inplane" (PInt also learns from in-plane pairs,
-        see :mod:`napari_xview.engine.inplane`).
+        "paper" (section 3.2 as written), "inplane" (PInt also learns from in-plane pairs,
+        see :mod:`napari_xview.engine.inplane`), "inplane-only" (PInt learns from them alone)
+        or "inplane-distill" (stage 1 is PInt alone on in-plane pairs; stage 2 distils it into
+        SInt-A and back on the scan's own slices, :mod:`napari_xview.engine.crossview`).
+    teacher_refresh : int or None
+        Recipe "inplane-distill": PInt's coronal and sagittal results on the whole scan are
+        computed once when stage 2 starts (no gradient) and recomputed every
+        ``teacher_refresh`` steps (0: never again), so that SInt-A is compared with PInt on
+        every voxel of its crops while PInt itself runs, with gradients, on ``pint_lines``
+        images only. None: no stored results, PInt runs on the crops (the paper's way).
+    teach_gamma : float or None
+        Recipe "inplane-distill": the share of voxels (of T(gamma)'s kind, the smallest
+        differences) on which SInt-A learns from PInt, while PInt learns back on the
+        ``gamma`` share; None: one loss on the ``gamma`` share for both (the paper).
+    cmd_skip_copied : bool
+        Leave out of equations (11)-(12) the slices each incremental round copies from its
+        input (at n = 1 the acquired slices, which SInt-A returns unchanged): they neither
+        count towards the gamma share nor enter the mean. False: every point (the paper).
     inplane_images : int
         In-plane image pairs per step for PInt with the "inplane" recipe.
     holdout_fraction : float
@@ -280,6 +301,9 @@ class TrainConfig:
     recipe: str = "paper"
     inplane_images: int = 64
     holdout_fraction: float = 0.125
+    teacher_refresh: int | None = None
+    teach_gamma: float | None = None
+    cmd_skip_copied: bool = False
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -300,6 +324,9 @@ class TrainConfig:
             raise ValueError(f"stage1_fraction must lie in [0, 1], got {self.stage1_fraction}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
+        if self.teach_gamma is not None and not 0.0 < self.teach_gamma <= 1.0:
+            raise ValueError(f"teach_gamma must lie in (0, 1] or be None, got "
+                             f"{self.teach_gamma}")
         if self.n_incremental < 1:
             raise ValueError(f"n_incremental (N) must be at least 1, got {self.n_incremental}")
         if self.crop_slices < 3:
@@ -325,6 +352,9 @@ class TrainConfig:
                 f"volumes_in_memory must be at least 1 or None, got {self.volumes_in_memory}")
         if self.rotate_every < 1:
             raise ValueError(f"rotate_every must be at least 1, got {self.rotate_every}")
+        if self.teacher_refresh is not None and self.teacher_refresh < 0:
+            raise ValueError(f"teacher_refresh must be 0 or more steps, or None, got "
+                             f"{self.teacher_refresh}")
         if self.wavelet_levels < 1:
             raise ValueError(f"wavelet_levels must be at least 1, got {self.wavelet_levels}")
         if not 0.0 <= self.holdout_fraction <= 0.5:
@@ -366,11 +396,22 @@ class TrainConfig:
 #: (thickness and shape, "profile"): on thick slices made as scanners make them it gains
 #: more than point samples do, and on point samples it is the same (docs/benchmarks.md).
 _CPU_SCHEDULE = dict(lr=3e-4, lr_decay_at=0.8, grad_clip=1.0, recipe="inplane-only")
+_PIXELWISE_SCHEDULE = dict(_CPU_SCHEDULE, inplane_images=8, lr=1e-3, central_size=None,
+                           degradation="profile")
+#: "distill" (beyond the paper) is "pixelwise" for stage 1 (30 % of the budget: PInt gains
+#: most of its margin in the first minutes and keeps its in-plane loss in stage 2), then recipe
+#: "inplane-distill": PInt, taught at the true scale, teaches lite's SInt-A on the scan's own
+#: slices (on every synthesised voxel, ``teach_gamma=1``) and learns back from it on the gamma
+#: share where they agree, copied slices left out; N = 1 and no stored teacher, 3-slice
+#: crops of 96 x 96, PInt on 16 lines a crop: chosen by step time and by two short runs on a
+#: scan that is not the benchmark's (docs/models.md, docs/benchmarks.md).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "lite": dict(_CPU_SCHEDULE, pint_lines=16, stage2_crop_slices=7, stage2_patch_size=64),
-    "pixelwise": dict(_CPU_SCHEDULE, inplane_images=8, lr=1e-3, central_size=None,
-                      degradation="profile"),
+    "pixelwise": dict(_PIXELWISE_SCHEDULE),
+    "distill": dict(_PIXELWISE_SCHEDULE, recipe="inplane-distill", stage1_fraction=0.3,
+                    n_incremental=1, pint_lines=16, stage2_crop_slices=3,
+                    stage2_patch_size=96, cmd_skip_copied=True, teach_gamma=1.0),
 }
 
 

@@ -26,6 +26,7 @@ from napari_xview.config import (
     default_train_config,
 )
 from napari_xview.degrade import degrade_z
+from napari_xview.fusion import fuse_by_agreement
 from napari_xview.io import Volume
 from napari_xview.io.window import from_unit, to_unit
 from napari_xview.metrics import evaluate_volume, texture_ratio
@@ -40,6 +41,10 @@ VIEW_ROWS = {
     "SInt-A+PInt-S": ("axial", "sagittal"),
 }
 FUSED_ROW = "Fused, eq. (7)"
+#: Beyond the paper: the three views weighted by their agreement (``fusion.fuse_by_agreement``,
+#: differences under :data:`AGREEMENT_HU` count as agreement); scored beside equation (7).
+AGREEMENT_ROW = "Fused, weighted by agreement"
+AGREEMENT_HU = 20.0
 #: The result of a model without SInt-A (``views="pixelwise"``): the mean of PInt-C and PInt-S.
 PIXELWISE_FUSED_ROW = "Fused, (PInt-C + PInt-S) / 2"
 #: The result with the acquired slices put back, and with them re-estimated by the networks
@@ -278,6 +283,11 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
         if all(view in views for view in members):
             combined = np.mean([views[view] for view in members], axis=0)
             rows[name] = _scores(combined, truth.array, factor, window)
+    if model.has_axial:
+        rows[AGREEMENT_ROW] = _scores(
+            fuse_by_agreement(*(views[v].astype(np.float32)
+                                for v in ("axial", "coronal", "sagittal")),
+                              factor, AGREEMENT_HU), truth.array, factor, window)
     fused_row = FUSED_ROW if model.has_axial else PIXELWISE_FUSED_ROW
     reestimated = result.fused.array
     kept = reestimated.copy()

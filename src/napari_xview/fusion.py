@@ -1,4 +1,5 @@
-"""Inference-time fusion of the three views, equation (7), and where the views disagree.
+"""Inference-time fusion of the three views, equation (7) (and, beyond the paper, weighted by
+where the views agree), and where the views disagree.
 
 Both functions take numpy arrays or torch tensors (all three of the same kind) and return the
 same kind; torch is never imported here, so numpy callers do not pay for it. The slice axis is
@@ -101,6 +102,49 @@ def fuse_views(
     if keep_input_slices:
         fused = _put_input_slices(fused, input_slices, factor, tensors)
     return fused
+
+
+def fuse_by_agreement(axial: Any, coronal: Any, sagittal: Any, factor: int,
+                      scale: float) -> Any:
+    """Beyond the paper: the three views weighted by how well each agrees with the others.
+
+    At a synthesised position each view v gets the weight ``1 / (d_v^2 + scale^2)``, where
+    ``d_v`` is its difference from the mean of the two other views, and the weights are
+    normalised: where the three agree (all ``d_v`` below ``scale``) this is equation (7)'s
+    mean; where one view departs from two that agree, it counts less, in proportion to the
+    square of its departure (the same squared differences that equations (11)-(12) rank
+    for T(gamma)). At the input positions equation (7)'s ``(O_c + O_s) / 2``.
+
+    Parameters
+    ----------
+    axial, coronal, sagittal : numpy.ndarray or torch.Tensor
+        O_a, O_c, O_s of identical shape (..., z, y, x); all three are needed.
+    factor : int
+        Upsampling factor r.
+    scale : float
+        Differences below it count as agreement, in the views' units (e.g. 20 HU, or
+        20 / 4096 on the networks' [0, 1] scale).
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        The fused volume, of the views' kind and shape.
+    """
+    if axial is None:
+        raise ValueError("fusion by agreement needs the axial view: use fuse_views without it")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    tensors = _check_views(axial, coronal, sagittal)
+    views = (axial, coronal, sagittal)
+    total = axial + coronal + sagittal
+    weights = [1.0 / ((view - (total - view) / 2) ** 2 + scale ** 2) for view in views]
+    weighted = sum(w * v for w, v in zip(weights, views, strict=True)) / sum(weights)
+    at_input = input_positions(axial.shape[_Z_AXIS], factor)[:, None, None]
+    if tensors:
+        torch = sys.modules["torch"]
+        at_input = torch.as_tensor(at_input, device=axial.device)
+        return torch.where(at_input, (coronal + sagittal) / 2, weighted)
+    return np.where(at_input, (coronal + sagittal) / 2, weighted).astype(coronal.dtype)
 
 
 def _put_input_slices(fused: Any, input_slices: Any, factor: int, tensors: bool) -> Any:

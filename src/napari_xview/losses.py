@@ -229,7 +229,8 @@ class InternalLoss(nn.Module):
         return f"wavelet={self.wavelet!r}, levels={self.levels}, use_wavelet={self.use_wavelet}"
 
 
-def consistency_loss(a: Tensor, b: Tensor, gamma: float = 0.4) -> Tensor:
+def consistency_loss(a: Tensor, b: Tensor, gamma: float = 0.4,
+                     mask: Tensor | None = None) -> Tensor:
     """Top-gamma cross-view consistency, equations (11)-(12).
 
     The squared difference is taken at every point of the whole batch; the
@@ -243,6 +244,13 @@ def consistency_loss(a: Tensor, b: Tensor, gamma: float = 0.4) -> Tensor:
         Two views' results of identical shape, e.g. O_a^n and O_c^n.
     gamma : float
         Share of points kept, in (0, 1] (0.4 in section 4.1).
+    mask : Tensor of bool, optional
+        Beyond the paper: only the points where ``mask`` (broadcast to the shape of ``a``)
+        is True take part, in the selection and in the mean; ``count`` is then their
+        number. The distillation of recipe "inplane-distill" passes the slices each round
+        synthesised, so that the slices it copies from its input (the acquired slices at
+        n = 1, where SInt-A's result is the input itself and the difference carries no
+        synthesis) neither fill T(gamma) nor dilute the mean. None: every point (the paper).
 
     Returns
     -------
@@ -252,9 +260,13 @@ def consistency_loss(a: Tensor, b: Tensor, gamma: float = 0.4) -> Tensor:
     _check_pair(a, b)
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
-    squared = (a - b).square().flatten()
+    squared = (a - b).square()
+    if mask is not None:
+        squared = squared[mask.to(device=squared.device, dtype=torch.bool).expand_as(squared)]
+    squared = squared.flatten()
     if squared.numel() == 0:
-        raise ValueError("consistency_loss needs at least one point, got empty tensors")
+        raise ValueError("consistency_loss needs at least one point, got empty tensors "
+                         "(or a mask that keeps none)")
     # Round first so that e.g. 0.1 * 30 = 3.0000000000000004 keeps 3 points, not 4.
     kept = max(1, math.ceil(round(gamma * squared.numel(), 9)))
     smallest = torch.topk(squared, kept, largest=False, sorted=False).values

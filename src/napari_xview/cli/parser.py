@@ -59,7 +59,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                            "its grid interpolated onto MM (e.g. 2.5 mm -> 1 mm: r = 3)")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS),
                         help="networks and training settings: pixelwise (PInt alone, the "
-                             "best on a CPU), lite (both networks, CPU-sized) or paper "
+                             "best on a CPU), distill (PInt taught in-plane, then distilled "
+                             "into SInt-A and back), lite (both networks, CPU-sized) or paper "
                              f"(sections 3.1 and 4.1); default {DEFAULT_PRESET}, or the "
                              "preset of the model given to --resume or --init")
     budget = parser.add_mutually_exclusive_group()
@@ -73,7 +74,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=RECIPES,
                         help="paper: section 3.2 as written; inplane: PInt also learns from "
                              "in-plane pairs at the true scale; inplane-only: PInt learns from "
-                             "them alone (default: the preset's)")
+                             "them alone; inplane-distill: then teaches SInt-A in stage 2 "
+                             "(default: the preset's)")
     parser.add_argument("--model-views", choices=VIEW_SETS,
                         help="all: SInt-A and PInt fused by eq. (7), as the paper; pixelwise: "
                              "PInt alone, mean of its coronal and sagittal results (default: "

@@ -102,9 +102,17 @@ class CropSampler:
     def sample_indexed(self, generator: torch.Generator, slices: int | None = None,
                        patch: int | None = None) -> tuple[torch.Tensor, list[int]]:
         """:meth:`sample`, and the index of the volume each crop came from (same draws)."""
+        crops, sources, _ = self.sample_located(generator, slices, patch)
+        return crops, sources
+
+    def sample_located(self, generator: torch.Generator, slices: int | None = None,
+                       patch: int | None = None
+                       ) -> tuple[torch.Tensor, list[int], list[tuple[int, int, int]]]:
+        """:meth:`sample_indexed`, and the corner ``(z, y, x)`` of each crop in its volume
+        (same draws), so that what was computed on the whole volume can be cropped alike."""
         slices = self.slices if slices is None else min(slices, self.slices)
         patch = self.patch if patch is None else min(patch, self.patch)
-        crops, sources = [], []
+        crops, sources, corners = [], [], []
         for _ in range(self.batch_size):
             index = self.volumes.draw(generator)
             volume = self.volumes[index]
@@ -113,4 +121,5 @@ class CropSampler:
             x = window_start(volume.shape[2], patch, self.central, generator)
             crops.append(volume[z:z + slices, y:y + patch, x:x + patch])
             sources.append(index)
-        return torch.stack(crops), sources
+            corners.append((z, y, x))
+        return torch.stack(crops), sources, corners

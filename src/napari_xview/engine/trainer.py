@@ -28,6 +28,11 @@ from napari_xview.config import (
     default_train_config,
 )
 from napari_xview.engine import distributed
+from napari_xview.engine.crossview import (
+    TeacherViews,
+    distillation_terms,
+    paper_cross_view_terms,
+)
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.events import (
     STAGE_NAMES,
@@ -50,7 +55,7 @@ from napari_xview.engine.sampling import CropSampler, degrade_crops, training_ge
 from napari_xview.engine.selfcheck import held_out_per_volume, live_self_check
 from napari_xview.engine.store import ScanFile, Scans, VolumeStore
 from napari_xview.io import Volume
-from napari_xview.losses import consistency_loss, internal_loss, total_objective
+from napari_xview.losses import internal_loss, total_objective
 from napari_xview.views import (
     as_view_images,
     axial_upsample,
@@ -120,6 +125,10 @@ class Trainer:
         self.self_check = live_self_check(self.volumes, spacings, self.config,
                                           self.model_config.factor, self.geometries,
                                           self.held_out)
+        #: PInt's stored results on the whole scans (recipe "inplane-distill", stage 2)
+        self.teacher = (TeacherViews(self.volumes, self.config.teacher_refresh)
+                        if self.recipe == "inplane-distill"
+                        and self.config.teacher_refresh is not None else None)
 
         torch.manual_seed(self.config.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
@@ -359,8 +368,11 @@ class Trainer:
         """One optimisation step of ``stage`` (1 or 2); returns each loss term as a float."""
         self.model.train()
         terms: dict[str, torch.Tensor] = {}
-        # PInt alone on in-plane pairs needs no crops of the scan itself
-        if self.model.has_axial or self.recipe != "inplane-only":
+        # PInt alone on in-plane pairs needs no crops of the scan itself; with "inplane-distill"
+        # SInt-A learns only from PInt, in stage 2 (its eq. (8) teaches r dz -> dz, the wrong
+        # scale, and PInt is taught by in-plane pairs alone)
+        distill = self.recipe == "inplane-distill"
+        if not distill and (self.model.has_axial or self.recipe != "inplane-only"):
             # (B, L, P, P) on the CPU, [0, 1]
             crops, sources = self.sampler.sample_indexed(self.generator)
             low = degrade_crops(crops, sources, self.config, self.model_config.factor,
@@ -371,7 +383,8 @@ class Trainer:
         if self.inplane is not None:
             terms["int_p"] = self._inplane_term()
         if stage == 2 and self.cross_view:
-            terms.update(self._cross_view_terms(self._cross_view_crops(crops)))
+            terms.update(self._distillation_terms() if distill
+                         else self._cross_view_terms(crops))
         total = total_objective(
             {k: v for k, v in terms.items() if k.startswith("int_")},
             {k: v for k, v in terms.items() if k.startswith("cmd_")},
@@ -451,40 +464,27 @@ class Trainer:
                              levels=self.config.wavelet_levels,
                              use_wavelet=self.config.use_wavelet)
 
-    def _cross_view_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """The step's crops, or smaller ones when ``stage2_crop_slices/patch_size`` are set."""
-        slices, patch = self.config.stage2_crop_slices, self.config.stage2_patch_size
-        if slices is None and patch is None:
-            return crops
-        return self.sampler.sample(self.generator, slices, patch).to(self.device)
-
     def _cross_view_terms(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Incremental cross-view mutual distillation (section 3.2.2).
-
-        The networks are applied n = 1..N times to the crop itself, O^n_a = SInt_a^(n)(V) and
-        O^n_c/s = PInt_c/s^(n)(V); L_c^n and L_s^n (equations (11)-(12)) compare the axial
-        result with each pixel-wise result on the gamma share of voxels with the smallest
-        squared error, and L^cmd averages them over n. Gradients flow into both networks:
-        each view teaches the other.
-        """
+        """Section 3.2.2 on the step's crops, or on smaller ones where the stage-2 sizes are set."""
+        slices, patch = self.config.stage2_crop_slices, self.config.stage2_patch_size
+        if slices is not None or patch is not None:
+            crops = self.sampler.sample(self.generator, slices, patch).to(self.device)
         rows, cols = self._line_subsets(crops.shape[2], crops.shape[3])
-        axial, coronal, sagittal = crops, crops[:, :, rows], crops[..., cols]
-        use_c, use_s = self.config.use_cmd_coronal, self.config.use_cmd_sagittal
-        cmd_c, cmd_s = [], []
-        for _ in range(self.config.n_incremental):
-            with autocast_for(self.device, self.config.amp):
-                axial, _ = axial_upsample(self.model.sint, axial)
-                coronal = coronal_upsample(self.model.pint, coronal) if use_c else None
-                sagittal = sagittal_upsample(self.model.pint, sagittal) if use_s else None
-            if use_c:
-                cmd_c.append(consistency_loss(axial[:, :, rows].float(), coronal.float(),
-                                              self.config.gamma))
-            if use_s:
-                cmd_s.append(consistency_loss(axial[..., cols].float(), sagittal.float(),
-                                              self.config.gamma))
-        terms = {}
-        if cmd_c:
-            terms["cmd_c"] = torch.stack(cmd_c).mean()
-        if cmd_s:
-            terms["cmd_s"] = torch.stack(cmd_s).mean()
-        return terms
+        return paper_cross_view_terms(self.model, crops, rows, cols, self.config, self.device)
+
+    def _distillation_terms(self) -> dict[str, torch.Tensor]:
+        """Stage 2 of recipe "inplane-distill" (:func:`~napari_xview.engine.crossview.
+        distillation_terms`) on crops of the stage-2 size, with PInt's stored results."""
+        config, factor = self.config, self.model_config.factor
+        crops, sources, corners = self.sampler.sample_located(
+            self.generator, config.stage2_crop_slices, config.stage2_patch_size)
+        teacher = None
+        if self.teacher is not None:
+            if self.teacher.due(self.step):
+                self.teacher.refresh(self.model, self.device, config.amp, self.step)
+            teacher = self.teacher.crop(sources, corners, crops.shape[1], crops.shape[2],
+                                        factor, self.device)
+        rows, cols = self._line_subsets(crops.shape[2], crops.shape[3])
+        return distillation_terms(self.model, crops.to(self.device), rows, cols, config,
+                                  self.device, teacher)
+
