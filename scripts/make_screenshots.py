@@ -1,13 +1,15 @@
-"""Regenerate the screenshots of docs/napari.md from the real widgets on the sample phantom.
+"""Regenerate the screenshots of docs/napari.md from the real widgets, on a scan or the sample.
 
 Usage (Xvfb is started for you when there is no display)::
 
     python scripts/make_screenshots.py                 # writes docs/images/*.png
     python scripts/make_screenshots.py --minutes 1     # quicker, less trained
+    python scripts/make_screenshots.py --input data/chest_dicom   # a real CT (DATA.md)
 
-It opens the CT phantom from *File > Open Sample*, adds the *Slice synthesis* dock, trains
-the default preset ("pixelwise"; ``--preset lite`` for the paper's two networks at CPU size)
-at r = 4 with a wall-clock budget, and takes four screenshots of the whole window:
+It opens the scan given with ``--input`` (else the sample, from *File > Open Sample*), adds
+the *Slice synthesis* dock, trains the default preset ("pixelwise"; ``--preset lite`` for the
+paper's two networks at CPU size) at r = 4 with a wall-clock budget, and takes four
+screenshots of the whole window:
 
 - ``widget-training.png``: during training (progress, ETA, live loss plot);
 - ``result-layers.png``: the fused result with the disagreement map over it, on a synthesised
@@ -44,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPOSITORY / "docs" / "images",
                         help="folder for the PNG files (default: docs/images)")
+    parser.add_argument("--input", type=Path,
+                        help="a scan to open with napari-xview's reader (a file or a DICOM "
+                             "series folder; default: the sample, from File > Open Sample)")
     parser.add_argument("--minutes", type=float, default=4.0,
                         help="training budget in minutes (default: 4)")
     parser.add_argument("--factor", type=int, default=4, help="upsampling factor r (default 4)")
@@ -125,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(title="napari-xview")
     viewer.window.resize(*WINDOW_SIZE)
-    [phantom] = viewer.open_sample("napari-xview", "ct_phantom")
+    if args.input is None:
+        [phantom] = viewer.open_sample("napari-xview", "ct_phantom")
+    else:
+        [phantom] = viewer.open(str(args.input), plugin="napari-xview")
     dock, widget = viewer.window.add_plugin_dock_widget("napari-xview", "Slice synthesis")
     widget.factor.setValue(args.factor)
     widget.preset.setCurrentText(args.preset)
