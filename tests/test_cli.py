@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -324,3 +325,36 @@ def test_synthesize_names_the_problem_when_given_a_collection(tmp_path, capsys):
         cli.main(["synthesize", str(tmp_path), "--model", str(tmp_path / "m.pt"),
                   "-o", str(tmp_path / "o.nii.gz")])
     assert "holds 2 scans" in capsys.readouterr().err
+
+
+def test_synthesize_a_folder_twice_skips_what_is_done(scan, tmp_path, capsys):
+    """Batch synthesis: one result per scan in the output folder, a CSV summary, and a second
+    run that skips the results already there (issue 15)."""
+    import csv
+
+    path, volume = scan
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    save_volume(volume, folder / "a.nii.gz")
+    save_volume(make_phantom(shape=(6, 20, 24), spacing=(4.0, 1.0, 1.0)), folder / "b.nrrd")
+    (folder / "broken.nii.gz").write_bytes(b"not a volume")
+    model = tmp_path / "model.pt"
+    cli.main(["train", str(path), "--factor", "2", *FAST, "-o", str(model)])
+    out = tmp_path / "results"
+    command = ["synthesize", str(folder), "--model", str(model), "-o", str(out)]
+    assert cli.main(command) == 1  # the broken file fails, the batch goes on
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    status = {Path(row["input"]).name: row["status"] for row in rows}
+    assert status["a.nii.gz"] == status["b.nrrd"] == "written"
+    assert status["broken.nii.gz"].startswith("failed")
+    assert load_volume(out / "b.nii.gz").shape == (11, 20, 24)
+    written = {row["input"]: row for row in rows if row["status"] == "written"}
+    assert all(float(row["disagreement_max_hu"]) >= 0 for row in written.values())
+    before = (out / "a.nii.gz").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(command) == 1
+    assert (out / "a.nii.gz").stat().st_mtime_ns == before
+    assert "skipping" in capsys.readouterr().err
+    rows = csv.DictReader((out / "summary.csv").open())
+    again = {Path(row["input"]).name: row["status"] for row in rows}
+    assert again["a.nii.gz"] == again["b.nrrd"] == "skipped (exists)"

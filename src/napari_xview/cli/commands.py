@@ -317,8 +317,14 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_synthesize(args: argparse.Namespace) -> int:
+    from napari_xview.cli.batch import is_batch, synthesize_batch
     from napari_xview.engine import load_model
+    from napari_xview.io.collection import expand_paths
 
+    scans = expand_paths(args.input) if args.input else []
+    if scans and is_batch(args, scans):
+        return synthesize_batch(args, scans, load_model(args.model))
+    args.input = args.input[0] if args.input else None  # one scan, one output
     check_output_free(args.output, args.overwrite, [args.input], args.format)
     volume = load_one(args)
     model = load_model(args.model)
@@ -422,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-xview`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("synthesize", "run", "evaluate") and args.input and \
+    if args.command in ("run", "evaluate") and args.input and \
             isinstance(args.input, list):
         args.input = args.input[0]
     try:

@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "when their turn comes (default: all)")
     train.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
 
-    synth = commands.add_parser("synthesize", help="apply a model to a scan")
-    _add_input(synth)
+    synth = commands.add_parser("synthesize", help="apply a model to a scan, or to many")
+    _add_input(synth, many=True)
     synth.add_argument("--model", required=True, help="model file from `napari-xview train`")
     synth.add_argument("--device", default="auto")
     synth.add_argument("--target-spacing", type=float, metavar="MM",
@@ -167,7 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--views", metavar="DIR",
                        help="also write axial, coronal, sagittal and disagreement volumes here")
     synth.add_argument("-o", "--output", required=True,
-                       help="output volume (.nii.gz, .tif, ...) or, with --format dicom, folder")
+                       help="output volume (.nii.gz, .tif, ...) or, with --format dicom, folder; "
+                            "for several scans (or an output without a volume ending) a folder "
+                            "with one result per scan, where results already there are skipped")
+    synth.add_argument("--suffix", dest="batch_suffix", default=".nii.gz",
+                       choices=(".nii.gz", ".nii", ".nrrd", ".tif"),
+                       help="ending of each result in a folder of results (default .nii.gz)")
+    synth.add_argument("--summary", metavar="CSV",
+                       help="summary of a folder of results (default: OUTPUT/summary.csv)")
     synth.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_input_options(synth)
     _add_output_options(synth)
