@@ -317,14 +317,14 @@ def test_a_collection_is_files_series_folders_and_lists_of_paths(tmp_path):
         expand_paths([archive / "notes"])
 
 
-def test_synthesize_names_the_problem_when_given_a_collection(tmp_path, capsys):
+def test_synthesize_asks_for_a_folder_when_given_a_collection_and_a_file(tmp_path, capsys):
     volume = make_phantom(shape=(5, 8, 8), spacing=(5.0, 1.0, 1.0))
     for name in ("a.nii.gz", "b.nii.gz"):
         save_volume(volume, tmp_path / name)
     with pytest.raises(SystemExit):
         cli.main(["synthesize", str(tmp_path), "--model", str(tmp_path / "m.pt"),
                   "-o", str(tmp_path / "o.nii.gz")])
-    assert "holds 2 scans" in capsys.readouterr().err
+    assert "hold 2 scans" in capsys.readouterr().err  # and a folder is the way out
 
 
 def test_synthesize_a_folder_twice_skips_what_is_done(scan, tmp_path, capsys):

@@ -33,21 +33,23 @@ OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".tif", ".tiff")
 
 def is_batch(args: argparse.Namespace, scans: list[Path]) -> bool:
     """A batch when the inputs name several scans, or the output is a folder (no volume
-    suffix) while the format is not DICOM (whose single output is itself a folder)."""
-    if len(scans) > 1:
-        return True
-    output = str(args.output).lower()
-    return args.format != "dicom" and not output.endswith(OUTPUT_SUFFIXES)
+    suffix) while the format is not DICOM (whose single output is itself a folder).
+    Several scans and an output that names one volume file are a mistake: refused."""
+    names_a_file = str(args.output).lower().endswith(OUTPUT_SUFFIXES)
+    if len(scans) > 1 and names_a_file:
+        raise ValueError(f"the inputs hold {len(scans)} scans, and {args.output} names one "
+                         f"volume file: give an output folder (one result per scan is "
+                         f"written in it)")
+    return len(scans) > 1 or (args.format != "dicom" and not names_a_file)
 
 
-def output_name(scan: Path, args: argparse.Namespace) -> str:
-    """The result's name in the output folder: the scan's name, with the format's ending."""
+def scan_stem(scan: Path) -> str:
+    """The scan's name without its volume ending: what its results are named after."""
     name = scan.name
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".tif", ".tiff", ".dcm"):
         if name.lower().endswith(suffix):
-            name = name[:-len(suffix)]
-            break
-    return name if args.format == "dicom" else f"{name}{args.batch_suffix}"
+            return name[:-len(suffix)]
+    return name
 
 
 def disagreement_statistics(result) -> dict[str, str]:
@@ -75,7 +77,8 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
     ensure_folder(folder)
     rows, failed = [], 0
     for scan in scans:
-        target = folder / output_name(scan, args)
+        stem = scan_stem(scan)
+        target = folder / (stem if args.format == "dicom" else stem + args.batch_suffix)
         row = {"input": str(scan), "output": str(target)}
         taken = target.exists() and (not target.is_dir() or any(target.iterdir()))
         if taken and not args.overwrite:
@@ -90,7 +93,7 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
             # the views are kept for the disagreement statistics, written only with --views
             result = synthesize_with_progress(volume, model, argparse.Namespace(
                 **{**vars(args), "views": True}))
-            views = str(folder / "views" / target.name) if args.views else None
+            views = str(folder / "views" / stem) if args.views else None
             write_result(result, str(target), views, args.overwrite, args.format, model.factor)
         except USER_ERRORS as error:
             failed += 1
