@@ -67,6 +67,7 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
     from napari_xview.cli.commands import (
         check_output_free,
         load_inputs,
+        output_taken,
         report_inputs,
         synthesize_with_progress,
         write_result,
@@ -80,8 +81,7 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
         stem = scan_stem(scan)
         target = folder / (stem if args.format == "dicom" else stem + args.batch_suffix)
         row = {"input": str(scan), "output": str(target)}
-        taken = target.exists() and (not target.is_dir() or any(target.iterdir()))
-        if taken and not args.overwrite:
+        if output_taken(target) and not args.overwrite:
             sys.stderr.write(f"skipping {scan}: {target} exists (--overwrite replaces it)\n")
             rows.append({**row, "status": "skipped (exists)"})
             continue

@@ -104,6 +104,11 @@ def resolve_factor(args: argparse.Namespace, volumes) -> None:
 KEEP_CHOICES = {"auto": "auto", "keep": True, "re-estimate": False}
 
 
+def output_taken(path: Path) -> bool:
+    """Whether ``path`` already holds an output: a file, or a folder with anything in it."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | None] = (),
                       output_format: str = "auto") -> None:
     """Fail before hours of training rather than after, if the output cannot be written.
@@ -123,8 +128,7 @@ def check_output_free(path: str | Path, overwrite: bool, inputs: Sequence[str | 
                 source.is_dir() and source in path.parents)):
             raise FileExistsError(f"{path} holds or lies inside the input {source}: choose a "
                                   "DICOM output folder elsewhere")
-    taken = path.exists() and (not path.is_dir() or any(path.iterdir()))
-    if taken and not overwrite:
+    if output_taken(path) and not overwrite:
         raise FileExistsError(f"{path} exists: choose another output or pass --overwrite")
 
 
