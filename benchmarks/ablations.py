@@ -22,31 +22,31 @@ from pathlib import Path
 import torch
 from quality import central  # benchmarks/ is the script's directory
 
-from napari_xview.config import ModelConfig, train_config_for
+from napari_xview.config import resolve
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
 from napari_xview.io.atomic import write_text
 
-#: Table 3's rows: (label, TrainConfig overrides, ModelConfig overrides).
-VARIANTS: dict[str, tuple[str, dict, dict]] = {
-    "full": ("full method", {}, {}),
-    "no-cross-view": ("w/o cross-view distillation", {"cross_view": False}, {}),
-    "no-cmd-coronal": ("w/o L_c^cmd", {"use_cmd_coronal": False}, {}),
-    "no-cmd-sagittal": ("w/o L_s^cmd", {"use_cmd_sagittal": False}, {}),
-    "n1": ("N = 1", {"n_incremental": 1}, {}),
-    "no-wavelet": ("w/o WT", {"use_wavelet": False}, {}),
-    "no-memory": ("w/o memory bank", {}, {"use_memory": False}),
+#: Table 3's rows: (label, the options each changes).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "full": ("full method", {}),
+    "no-cross-view": ("w/o cross-view distillation", {"ablation.cross_view": False}),
+    "no-cmd-coronal": ("w/o L_c^cmd", {"ablation.use_cmd_coronal": False}),
+    "no-cmd-sagittal": ("w/o L_s^cmd", {"ablation.use_cmd_sagittal": False}),
+    "n1": ("N = 1", {"objective.n_incremental": 1}),
+    "no-wavelet": ("w/o WT", {"ablation.use_wavelet": False}),
+    "no-memory": ("w/o memory bank", {"model.use_memory": False}),
 }
 
 
 def run_variant(args: argparse.Namespace, name: str) -> dict:
     """Train variant ``name`` on the degraded scan and score it on the central region."""
-    label, train_overrides, model_overrides = VARIANTS[name]
-    model_config = ModelConfig.from_preset(args.preset, args.factor, **model_overrides)
-    train_config = train_config_for(args.preset, minutes=args.minutes, recipe=args.recipe,
-                                    degradation=args.degradation, num_threads=args.threads,
-                                    seed=args.seed, checkpoint_every=0, **train_overrides)
-    setup = prepare_evaluation(load_volume(args.ground_truth), model_config, train_config,
+    label, changes = VARIANTS[name]
+    config = resolve(args.preset, args.factor, {
+        "minutes": args.minutes, "degradation": args.degradation, "num_threads": args.threads,
+        "seed": args.seed, "checkpoint_every": 0,
+        **({"recipe": args.recipe} if args.recipe else {}), **changes})
+    setup = prepare_evaluation(load_volume(args.ground_truth), config,
                                degradation=args.degradation)
     finished = setup.train()
     report = setup.score(finished, region=lambda volume: central(volume, args.region))
@@ -54,7 +54,7 @@ def run_variant(args: argparse.Namespace, name: str) -> dict:
             "minutes": finished.elapsed_s / 60, "best_baseline": report.best_baseline(),
             "gain_db": report.gain_db(), "rows": report.rows, "fused_row": report.fused_row,
             "region": f"central {args.region} x {args.region} of every slice",
-            "train_config": train_config.to_dict(), "model_config": model_config.to_dict(),
+            "config": config.to_dict(runtime=True),
             "machine": {"cpu_threads": args.threads, "processor": platform.processor(),
                         "torch": torch.__version__}}
 
@@ -94,8 +94,6 @@ def main() -> None:
         return
     if args.ground_truth is None or args.out_dir is None:
         parser.error("give a ground-truth scan and --out-dir (or --report DIR)")
-    if args.recipe is None:
-        args.recipe = train_config_for(args.preset).recipe
     torch.set_num_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.variants:

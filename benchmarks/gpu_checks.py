@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from napari_xview.baselines import interpolate_z
-from napari_xview.config import ModelConfig, train_config_for
+from napari_xview.config import resolve
 from napari_xview.engine import Step, synthesize
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
@@ -34,12 +34,11 @@ from napari_xview.metrics import psnr, synthesized_mask
 
 def train_and_score(truth, preset: str, factor: int, device: str, *, amp: bool,
                     settings: dict) -> dict:
-    """Train ``preset`` (with the TrainConfig ``settings``) on ``truth`` thinned by ``factor``
+    """Train ``preset`` (with the options ``settings``) on ``truth`` thinned by ``factor``
     (direct); synthesise in float32 and score."""
-    model_config = ModelConfig.from_preset(preset, factor)
-    train_config = train_config_for(preset, device=device, amp=amp, checkpoint_every=0,
-                                    **settings)
-    setup = prepare_evaluation(truth, model_config, train_config, degradation="direct")
+    config = resolve(preset, factor, {"device": device, "amp": amp, "checkpoint_every": 0,
+                                      **settings})
+    setup = prepare_evaluation(truth, config, degradation="direct")
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     step_seconds: dict[int, list[float]] = {1: [], 2: []}
@@ -60,7 +59,7 @@ def train_and_score(truth, preset: str, factor: int, device: str, *, amp: bool,
     synthesis_s = time.perf_counter() - started
     # PSNR only (SSIM over a 512 x 512 scan costs more than the lease can spare): on the
     # synthesised slices, and over all slices, as evaluate() reports them
-    window = model_config.window
+    window = config.model.window
     synthesized = synthesized_mask(setup.truth.shape[0], factor)
     outputs = {"fused": result.fused.array}
     outputs.update({name: getattr(result, name).array for name in ("axial", "coronal", "sagittal")
@@ -101,7 +100,7 @@ def main() -> None:
                         help="float32 training budget of the precision check")
     parser.add_argument("--paper-seconds", type=float, default=150.0)
     parser.add_argument("--paper-json", default="{}",
-                        help="TrainConfig overrides of the paper-preset run, as JSON")
+                        help="options of the paper-preset run, as JSON")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, to try the script")
     parser.add_argument("--skip", nargs="*", default=[], choices=("precision", "paper"))
     args = parser.parse_args()

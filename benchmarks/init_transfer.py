@@ -20,7 +20,6 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_xview.config import train_config_for
 from napari_xview.engine import Finished, load_model
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
@@ -38,11 +37,9 @@ def main() -> None:
 
     truth = load_volume(args.truth)
     model = load_model(args.init)
-    train_config = train_config_for(model.config.preset, steps=args.steps,
-                                    num_threads=args.threads, checkpoint_every=0,
-                                    degradation=args.degradation)
-    setup = prepare_evaluation(truth, train_config=train_config, degradation=args.degradation,
-                               init=model)
+    config = model.training_config().replace(steps=args.steps, num_threads=args.threads,
+                                             checkpoint_every=0, degradation=args.degradation)
+    setup = prepare_evaluation(truth, config, degradation=args.degradation, init=model)
     model.eval()
     as_is = setup.score(Finished(0, False, 0.0, model))
     print(as_is.to_markdown(), flush=True)

@@ -42,11 +42,11 @@ class LinearRows(nn.Module):
 
 
 def part_arrays(args) -> dict:
-    from napari_xview.config import DEFAULT_PRESET, ModelConfig
+    from napari_xview.config import resolve
     from napari_xview.engine import XViewModel, synthesize
     from napari_xview.sample import make_phantom
 
-    model = XViewModel.create(ModelConfig.from_preset(DEFAULT_PRESET, args.factor))
+    model = XViewModel.create(resolve(None, args.factor).model)
     model.pint = LinearRows(args.factor)
     # a few phantom slices repeated along z: making a 300-slice phantom directly peaks higher
     # (float64 temporaries) than the synthesis this measures
@@ -63,11 +63,11 @@ def part_arrays(args) -> dict:
 
 
 def part_network(args) -> dict:
-    from napari_xview.config import DEFAULT_PRESET, ModelConfig
+    from napari_xview.config import resolve
     from napari_xview.engine import XViewModel
     from napari_xview.engine.synthesis import images_per_pass
 
-    model = XViewModel.create(ModelConfig.from_preset(DEFAULT_PRESET, args.factor)).eval()
+    model = XViewModel.create(resolve(None, args.factor).model).eval()
     images = images_per_pass(args.factor, args.slices, args.size)
     batch = torch.rand(images, 1, args.slices, args.size)
     baseline = peak_rss_mib()

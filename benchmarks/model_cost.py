@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_xview.config import MODEL_PRESETS, ModelConfig
+from napari_xview.config import PRESETS, ModelConfig, resolve
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models, count_parameters
 from napari_xview.views import axial_upsample, coronal_upsample, sagittal_upsample
 
@@ -141,9 +141,9 @@ def _lines(value: str) -> int | None:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["lite", "paper"],
-                        choices=sorted(MODEL_PRESETS))
+                        choices=list(PRESETS))
     parser.add_argument("--factors", nargs="+", type=int, default=[2, 3, 4])
-    parser.add_argument("--time", nargs="*", default=["lite"], choices=sorted(MODEL_PRESETS),
+    parser.add_argument("--time", nargs="*", default=["lite"], choices=list(PRESETS),
                         help="presets whose training step is timed on the CPU")
     parser.add_argument("--stage", nargs="+", type=int, default=[1], choices=[1, 2])
     parser.add_argument("--pint-lines", nargs="+", type=_lines, default=[None],
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for factor in args.factors:
-            cost = model_costs(ModelConfig.from_preset(preset, factor))
+            cost = model_costs(resolve(preset, factor).model)
             total = cost["sint_params"] + cost["pint_params"]
             print(f"| {preset} | {factor} | {cost['sint_params'] / 1e6:.2f}M "
                   f"| {cost['pint_params'] / 1e6:.2f}M | {total / 1e6:.2f}M "
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for preset in args.time:
         for factor in args.factors:
-            config = ModelConfig.from_preset(preset, factor)
+            config = resolve(preset, factor).model
             for stage in args.stage:
                 for lines in args.pint_lines:
                     times = time_steps(config, stage, lines, args.repeats)

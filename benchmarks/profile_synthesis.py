@@ -21,7 +21,7 @@ PARTS = ("forward", "_pint_whole_images", "_pint_along_z", "_pint_images", "_fus
 
 
 def main() -> None:
-    from napari_xview.config import DEFAULT_PRESET, ModelConfig
+    from napari_xview.config import resolve
     from napari_xview.engine import XViewModel, synthesize
     from napari_xview.sample import make_phantom
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = XViewModel.create(ModelConfig.from_preset(DEFAULT_PRESET, 4))
+    model = XViewModel.create(resolve(None, 4).model)
     volume = make_phantom(shape=(args.slices, args.size, args.size), spacing=(5.0, 0.7, 0.7))
     synthesize(volume.with_array(volume.array[:4, :64, :64]), model, device="cpu")  # warm-up
     profiler = cProfile.Profile()

@@ -8,7 +8,7 @@ training time). At the end the full table (baselines, each view, combinations, f
 Example (the commands of docs/benchmarks.md)::
 
     python benchmarks/quality.py data/cxr.nii.gz --factor 4 --degradation direct \\
-        --recipe paper --minutes 15 --out benchmarks/results/r4_direct_paper.json
+        --recipe downsampled --minutes 15 --out benchmarks/results/r4_direct_paper.json
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from napari_xview.config import (
     RECIPES,
     SIMULATIONS,
     SLICE_PROFILES,
-    ModelConfig,
-    train_config_for,
+    assignments,
+    resolve,
 )
 from napari_xview.engine import Finished, Step, synthesize
 from napari_xview.evaluate import prepare_evaluation, training_degradation
@@ -46,11 +46,6 @@ def central(volume, size: int = 256):
     """
     top, left = (max(0, (n - size) // 2) for n in volume.shape[1:])
     return volume.with_array(volume.array[:, top:top + size, left:left + size])
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``KEY=JSON`` items (``--set``) as a dictionary of configuration overrides."""
-    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
 
 
 def fused_psnr(thick, truth, model, window) -> float:
@@ -89,7 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra TrainConfig fields, e.g. stage1_fraction=0.3")
+                        help="options, as the command line's --set, e.g. stage1_fraction=0.3")
     parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES[1:],
                         help="also score the whole volume synthesised with this many "
                              "self-ensemble passes (a row of its own)")
@@ -98,18 +93,17 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     truth_volume = load_volume(args.ground_truth)
-    model_config = ModelConfig.from_preset(args.preset, args.factor)
-    extra = parse_overrides(args.set)
+    extra = assignments(args.set)
     if args.recipe is not None:
         extra["recipe"] = args.recipe
     if args.slice_profile is not None:
         extra["slice_profile"] = args.slice_profile
     degradation = args.train_degradation or training_degradation(args.degradation)
-    train_config = train_config_for(args.preset, minutes=args.minutes,
-                                    degradation=degradation, num_threads=args.threads,
-                                    seed=args.seed, checkpoint_every=0, **extra)
-    window = model_config.window
-    setup = prepare_evaluation(truth_volume, model_config, train_config,
+    config = resolve(args.preset, args.factor, {
+        "minutes": args.minutes, "degradation": degradation, "num_threads": args.threads,
+        "seed": args.seed, "checkpoint_every": 0, **extra})
+    window = config.model.window
+    setup = prepare_evaluation(truth_volume, config,
                                degradation=args.degradation)
     thick, truth, trainer = setup.thick, setup.truth, setup.trainer
     print(f"thick slices: {thick.thickness:g} mm every {thick.spacing[0]:g} mm "
@@ -147,7 +141,7 @@ def main() -> None:
         "preset": args.preset,
         "factor": args.factor,
         "recipe_used": trainer.recipe,
-        "train_config": train_config.to_dict(),
+        "config": config.to_dict(runtime=True),
         "machine": {"cpu_threads": args.threads, "processor": platform.processor(),
                     "torch": torch.__version__},
         "ground_truth": str(args.ground_truth),

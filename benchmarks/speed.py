@@ -115,15 +115,16 @@ def case_interp(args) -> dict:
 
 
 def case_train(args) -> dict:
-    from napari_xview.config import ModelConfig, train_config_for
+    from napari_xview.config import resolve
     from napari_xview.engine import Trainer
     from napari_xview.sample import make_phantom
 
     volume = make_phantom(shape=(40, 256, 256), spacing=(10.0, 0.7, 0.7))
     extra = json.loads(args.train_json) if args.train_json else {}
-    config = train_config_for(args.preset, steps=1000, device=args.device,
-                              num_threads=args.threads, checkpoint_every=0, **extra)
-    trainer = Trainer(volume, ModelConfig.from_preset(args.preset, args.factor), config)
+    config = resolve(args.preset, args.factor, {
+        "steps": 1000, "device": args.device, "num_threads": args.threads,
+        "checkpoint_every": 0, **extra})
+    trainer = Trainer(volume, config)
     seconds = {}
     for stage in (1, 2) if trainer.cross_view else (1,):  # a PInt-only model has one stage
         trainer.train_step(stage)  # warm-up (allocations, cudnn autotuning)
@@ -139,13 +140,14 @@ def case_train(args) -> dict:
         seconds[f"stage{stage}_step_s"] = statistics.median(times)
     if getattr(trainer, "teacher", None) is not None:  # recipe "inplane-distill"
         started = time.perf_counter()
-        trainer.teacher.refresh(trainer.model, trainer.device, config.amp, trainer.step)
+        trainer.teacher.refresh(trainer.model, trainer.device, config.runtime.amp, trainer.step)
         seconds["teacher_refresh_s"] = time.perf_counter() - started
         seconds["teacher_volume"] = list(volume.shape)
     # What one step consumes: crops of the scan (unless PInt learns from in-plane pairs alone)
     # and in-plane image pairs (the in-plane recipes), so that rates compare across devices.
-    crops = config.batch_size if trainer.model.has_axial or trainer.recipe != "inplane-only" else 0
-    pairs = config.inplane_images if trainer.inplane is not None else 0
+    crops = (config.optimisation.batch_size
+             if trainer.model.has_axial or trainer.recipe != "inplane-only" else 0)
+    pairs = config.data.inplane_images if trainer.inplane is not None else 0
     step_s = seconds["stage1_step_s"]
     seconds.update(crops_per_step=crops, inplane_pairs_per_step=pairs,
                    crops_per_s=crops / step_s, inplane_pairs_per_s=pairs / step_s)
@@ -153,11 +155,11 @@ def case_train(args) -> dict:
 
 
 def case_synth(args) -> dict:
-    from napari_xview.config import ModelConfig
+    from napari_xview.config import resolve
     from napari_xview.engine import XViewModel, synthesize
 
     torch.manual_seed(0)
-    model = XViewModel.create(ModelConfig.from_preset(args.preset, 4))
+    model = XViewModel.create(resolve(args.preset, 4).model)
     volume = timing_volume(args.slices)
     synthesize(volume.with_array(volume.array[:4, :64, :64]), model, device=args.device)
 
@@ -236,7 +238,7 @@ def main() -> None:
                         help="synthesise without keeping the views (less memory)")
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-json", help="extra TrainConfig fields as JSON")
+    parser.add_argument("--train-json", help="extra options as JSON")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
     parser.add_argument("--one", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="lite", help=argparse.SUPPRESS)

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 import torch
-from quality import central, parse_overrides  # benchmarks/ is the script's directory
+from quality import central  # benchmarks/ is the script's directory
 
 from napari_xview.baselines import interpolate_z
-from napari_xview.config import ENSEMBLE_PASSES, ModelConfig, train_config_for
+from napari_xview.config import ENSEMBLE_PASSES, assignments, resolve
 from napari_xview.engine import synthesize
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
@@ -37,10 +37,10 @@ def main() -> None:
     parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
     parser.add_argument("--preset", default="lite")
     parser.add_argument("--minutes", type=float, default=6.0)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
-                        help="TrainConfig overrides")
-    parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=JSON",
-                        help="ModelConfig overrides")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="options, as the command line's --set (model ones included)")
+    parser.add_argument("--mset", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="model options (the same as --set model.KEY=VALUE)")
     parser.add_argument("--region", type=int, default=256)
     parser.add_argument("--ensemble", type=int, nargs="*", default=[],
                         choices=ENSEMBLE_PASSES[1:],
@@ -49,12 +49,12 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    model_config = ModelConfig.from_preset(args.preset, args.factor, **parse_overrides(args.mset))
-    train_config = train_config_for(args.preset, minutes=args.minutes,
-                                    degradation=args.degradation, num_threads=1,
-                                    checkpoint_every=0, **parse_overrides(args.set))
-    window = model_config.window
-    setup = prepare_evaluation(load_volume(args.ground_truth), model_config, train_config,
+    model_options = {f"model.{key}": value for key, value in assignments(args.mset).items()}
+    config = resolve(args.preset, args.factor, {
+        "minutes": args.minutes, "degradation": args.degradation, "num_threads": 1,
+        "checkpoint_every": 0, **assignments(args.set), **model_options})
+    window = config.model.window
+    setup = prepare_evaluation(load_volume(args.ground_truth), config,
                                degradation=args.degradation)
     thick, truth, trainer = setup.thick, setup.truth, setup.trainer
     started = time.perf_counter()

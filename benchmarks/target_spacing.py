@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import DEFAULT_PRESET, ModelConfig, train_config_for
+from napari_xview.config import DEFAULT_PRESET, resolve
 from napari_xview.engine import Finished, Trainer, synthesize
 from napari_xview.evaluate import simulate_thick_slices
 from napari_xview.grid import factor_for_spacing
@@ -55,16 +55,15 @@ def main() -> None:
     if abs(args.target_spacing - truth.spacing[0]) > 1e-6:
         raise SystemExit("the target spacing must be the ground truth's, to score against it")
     factor = args.factor or factor_for_spacing(thick.spacing[0], args.target_spacing)
-    model_config = ModelConfig.from_preset(args.preset, factor)
-    train_config = train_config_for(args.preset, minutes=args.minutes, degradation="profile",
-                                    num_threads=args.threads, checkpoint_every=0)
+    config = resolve(args.preset, factor, {"minutes": args.minutes, "degradation": "profile",
+                                            "num_threads": args.threads, "checkpoint_every": 0})
     finished = None
-    for event in Trainer(thick, model_config, train_config).run():
+    for event in Trainer(thick, config).run():
         if isinstance(event, Finished):
             finished = event
     result = synthesize(thick, finished.model, device="cpu", views=False,
                         target_spacing=args.target_spacing)
-    window = model_config.window
+    window = config.model.window
     rows = {name: evaluate_volume(interpolate_z(thick.array, args.sim_factor, name),
                                   truth.array, args.sim_factor, window=window)
             for name in BASELINES}
@@ -74,7 +73,7 @@ def main() -> None:
         fused, truth.array, args.sim_factor, window=window)
     out = {"factor_trained": factor, "sim_factor": args.sim_factor, "steps": finished.step,
            "target_spacing": args.target_spacing, "rows": rows,
-           "train_config": train_config.to_dict(), "ground_truth": str(args.ground_truth)}
+           "config": config.to_dict(runtime=True), "ground_truth": str(args.ground_truth)}
     print(json.dumps(out, indent=2, default=float))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(out, indent=2, default=float))

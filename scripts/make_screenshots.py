@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_xview.config import DEFAULT_PRESET, MODEL_PRESETS
+from napari_xview.config import DEFAULT_PRESET, PRESETS
 
 WINDOW_SIZE = (1500, 980)
 SCREEN = "1600x1050x24"
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factor", type=int, default=4, help="upsampling factor r (default 4)")
     parser.add_argument("--shot-at", type=float, default=0.7,
                         help="share of the budget after which the training screenshot is taken")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=DEFAULT_PRESET,
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                         help=f"networks and training settings (default {DEFAULT_PRESET})")
     # None keeps the preset's own value, as the widget shows it after choosing the preset
     parser.add_argument("--batch-size", type=int, default=None,
@@ -139,11 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     widget.preset.setCurrentText(args.preset)
     widget.budget_unit.setCurrentText("minutes")
     widget.budget_minutes.setValue(args.minutes)
-    for box, value in ((widget.batch_size, args.batch_size), (widget.patch_size, args.patch_size),
-                       (widget.pint_lines, args.pint_images)):
-        if value is not None:
-            box.setValue(value)
-    widget.cpu_threads.setValue(args.threads)
+    given = {"batch_size": args.batch_size, "patch_size": args.patch_size,
+             "pint_lines": args.pint_images}
+    widget.options.set_values({key: value for key, value in given.items() if value is not None})
+    widget.options.set_values({"num_threads": args.threads})
     for kind in ("fused", "axial", "coronal", "sagittal", "disagreement"):
         widget.result_kinds[kind].setChecked(True)
     viewer.reset_view()

@@ -3,7 +3,8 @@ CPU threads.
 
 The tiny sizes are written once here: :data:`TINY_NETWORKS`, :func:`tiny_model`,
 :func:`tiny_train` (import them with ``from conftest import ...``) and the ``tiny_presets``
-fixture, which shrinks the presets the command line and the widget build.
+fixture, which shrinks the presets that :func:`napari_xview.config.resolve` gives the command
+line, the widget and the API.
 
 The whole suite runs on two shared CPU cores, so torch may use at most two threads, whose
 idle time is spent sleeping rather than spinning. Both are set through the environment
@@ -31,22 +32,44 @@ TINY_TRAINING = dict(steps=6, batch_size=2, crop_slices=7, patch_size=24, centra
 
 
 def tiny_model(factor: int = 2, **changes):
-    """A :class:`~napari_xview.config.ModelConfig` of :data:`TINY_NETWORKS` ("custom")."""
+    """A :class:`~napari_xview.config.ModelConfig` of :data:`TINY_NETWORKS`, both networks."""
     from napari_xview.config import ModelConfig
 
-    return ModelConfig(factor=factor, **{"preset": "custom", **TINY_NETWORKS, **changes})
+    return ModelConfig(factor=factor, **{"networks": "both", **TINY_NETWORKS, **changes})
 
 
-def tiny_train(*bases: dict, **changes):
-    """A :class:`~napari_xview.config.TrainConfig` of :data:`TINY_TRAINING`, then each of
-    ``bases`` (a module's own settings) and ``changes`` on top."""
-    from napari_xview.config import TrainConfig
+def tiny_train(*bases: dict, model=None, **changes):
+    """A :class:`~napari_xview.config.Config`: the "paper" preset's training sections (the
+    defaults of section 4.1), ``model`` (by default :func:`tiny_model` at r = 2),
+    :data:`TINY_TRAINING`, then each of ``bases`` (a module's own settings) and ``changes``
+    on top, by field name or dotted key."""
+    import dataclasses
+
+    from napari_xview.config import PRESETS
 
     values = dict(TINY_TRAINING)
     for base in bases:
         values.update(base)
     values.update(changes)
-    return TrainConfig(**values)
+    config = dataclasses.replace(PRESETS["paper"], preset="custom",
+                                 model=model if model is not None else tiny_model(2))
+    return config.replace(values)
+
+
+def with_model(config, model):
+    """``config`` (a :class:`~napari_xview.config.Config`) with ``model`` as its model section."""
+    import dataclasses
+
+    return dataclasses.replace(config, model=model)
+
+
+def paper_training(**changes):
+    """The "paper" preset (section 4.1) with ``changes``, by field name or dotted key."""
+    import dataclasses
+
+    from napari_xview.config import PRESETS
+
+    return dataclasses.replace(PRESETS["paper"], preset="custom").replace(changes)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,13 +107,16 @@ def tiny_model_config():
 
 @pytest.fixture
 def tiny_presets(monkeypatch):
-    """The "lite", "pixelwise" and "distill" presets with :data:`TINY_NETWORKS`, so that the command
-    line and the widget train in seconds."""
-    from napari_xview.config import MODEL_PRESETS
+    """Every preset but "paper" with :data:`TINY_NETWORKS`, so that the command line and the
+    widget train in seconds."""
+    import dataclasses
 
-    monkeypatch.setitem(MODEL_PRESETS, "lite", dict(TINY_NETWORKS))
-    monkeypatch.setitem(MODEL_PRESETS, "pixelwise", dict(TINY_NETWORKS, views="pixelwise"))
-    monkeypatch.setitem(MODEL_PRESETS, "distill", dict(TINY_NETWORKS))
+    from napari_xview.config import PRESETS
+
+    for name in ("lite", "pixelwise", "distill"):
+        preset = PRESETS[name]
+        monkeypatch.setitem(PRESETS, name, dataclasses.replace(
+            preset, model=dataclasses.replace(preset.model, **TINY_NETWORKS)))
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from napari_xview.io import save_volume
 from napari_xview.progress import ProgressBar
 from napari_xview.sample import make_phantom
 
-TINY = dict(preset="custom", sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
+TINY = dict(sint_channels=8, sint_blocks=1, memory_items=4, pint_channels=8,
             pint_groups=1, pint_blocks=1, reduction=4)
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return XViewModel.create(ModelConfig(factor=2, **TINY)).eval()
+    return XViewModel.create(ModelConfig(factor=2, networks="both", **TINY)).eval()
 
 
 @pytest.fixture(scope="module")

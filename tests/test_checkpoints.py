@@ -26,7 +26,7 @@ def phantom():
 def resumable(phantom, tmp_path_factory):
     """A checkpoint written by a stopped training run (it holds the training state)."""
     path = tmp_path_factory.mktemp("ckpt") / "run.pt"
-    trainer = Trainer(phantom, tiny_model(), tiny_train(steps=4), checkpoint_path=path)
+    trainer = Trainer(phantom, tiny_train(steps=4, model=tiny_model()), checkpoint_path=path)
     for event in trainer.run():
         if getattr(event, "step", 0) == 1:
             trainer.stop()

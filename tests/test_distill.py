@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model, tiny_train
-from napari_xview.config import ModelConfig, train_config_for
+from conftest import tiny_model, tiny_train, with_model
+from napari_xview.config import resolve
 from napari_xview.engine import StageStarted, Step, Trainer, XViewModel, synthesize
 from napari_xview.engine.crossview import TeacherViews, distillation_terms, synthesised_slices
 from napari_xview.fusion import fuse_views
@@ -90,7 +90,7 @@ def test_the_distillation_leaves_the_copied_slices_out(monkeypatch):
 
 
 def test_stored_teacher_views_crop_like_the_sampler(phantom):
-    trainer = Trainer(phantom, tiny_model(2), tiny_train(DISTILL, teacher_refresh=3))
+    trainer = Trainer(phantom, tiny_train(DISTILL, teacher_refresh=3, model=tiny_model(2)))
     teacher = trainer.teacher
     assert teacher.due(0)
     teacher.refresh(trainer.model, trainer.device, False, step=0)
@@ -111,7 +111,7 @@ def test_stored_teacher_views_crop_like_the_sampler(phantom):
 
 def test_inplane_distill_trains_pint_first_then_both(phantom):
     config = tiny_train(DISTILL, steps=4, teacher_refresh=0)
-    trainer = Trainer(phantom, tiny_model(2), config)
+    trainer = Trainer(phantom, with_model(config, tiny_model(2)))
     sint_before = [p.detach().clone() for p in trainer.model.sint.parameters()]
     events = list(trainer.run())
     stages = [e.stage for e in events if isinstance(e, StageStarted)]
@@ -128,7 +128,7 @@ def test_inplane_distill_trains_pint_first_then_both(phantom):
 
 def test_equation_7_on_three_distilled_views(phantom):
     config = tiny_train(DISTILL, steps=4, teacher_refresh=0)
-    events = list(Trainer(phantom, tiny_model(2), config).run())
+    events = list(Trainer(phantom, with_model(config, tiny_model(2))).run())
     model = events[-1].model
     result = synthesize(phantom, model, device="cpu", keep_input_slices=False)
     axial, coronal, sagittal = (getattr(result, v).array.astype(np.float64)
@@ -148,13 +148,13 @@ def test_equation_7_on_three_distilled_views(phantom):
 
 
 def test_the_distill_preset():
-    config = train_config_for("distill")
-    assert config.recipe == "inplane-distill" and config.cmd_skip_copied
-    assert ModelConfig.from_preset("distill", 4).views == "all"
+    config = resolve("distill", 4)
+    assert config.objective.recipe == "inplane-distill" and config.objective.cmd_skip_copied
+    assert config.model.networks == "both"
     # the paper's preset stays section 3.2 as written
-    paper = train_config_for("paper")
-    assert paper.recipe == "paper" and not paper.cmd_skip_copied
-    assert paper.teacher_refresh is None and paper.teach_gamma is None
+    paper = resolve("paper", 4)
+    assert paper.objective.recipe == "downsampled" and not paper.objective.cmd_skip_copied
+    assert paper.objective.teacher_refresh is None and paper.objective.teach_gamma is None
 
 
 def test_fusion_by_agreement_by_hand():

@@ -13,7 +13,7 @@ import torch
 SCRIPT = textwrap.dedent("""
     import sys
     import torch
-    from napari_xview.config import ModelConfig, TrainConfig
+    from napari_xview.config import resolve
     from napari_xview.engine import Finished, Trainer
     from napari_xview.engine.distributed import init_from_environment, leave
     from napari_xview.sample import make_phantom
@@ -21,15 +21,15 @@ SCRIPT = textwrap.dedent("""
     out, steps, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume"
     rank, size = init_from_environment("cpu")
     volume = make_phantom(shape=(9, 48, 48), spacing=(4.0, 0.5, 0.5))
-    model = ModelConfig(factor=2, preset="custom", pint_channels=8, pint_groups=1,
-                        pint_blocks=1, reduction=4, views="pixelwise")
-    train = TrainConfig(steps=steps, batch_size=1, crop_slices=5, patch_size=24,
-                        central_size=None, checkpoint_every=0, lr=1e-3, inplane_images=2,
-                        recipe="inplane-only", degradation="profile", device="cpu",
-                        num_threads=1)
+    runtime = dict(device="cpu", num_threads=1)
+    config = resolve("paper", 2, dict(
+        pint_channels=8, pint_groups=1, pint_blocks=1, reduction=4, networks="pint",
+        residual_to_linear=True, steps=steps, batch_size=1, crop_slices=5, patch_size=24,
+        central_size=None, checkpoint_every=0, lr=1e-3, inplane_images=2,
+        recipe="inplane-only", degradation="profile", **runtime))
     checkpoint = f"{out}/model.pt"
-    trainer = (Trainer.from_checkpoint(checkpoint, volume, train) if resume
-               else Trainer(volume, model, train, checkpoint_path=checkpoint))
+    trainer = (Trainer.from_checkpoint(checkpoint, volume, overrides=dict(steps=steps, **runtime))
+               if resume else Trainer(volume, config, checkpoint_path=checkpoint))
     finished = [e for e in trainer.run() if isinstance(e, Finished)][0]
     weights = torch.cat([p.detach().reshape(-1) for p in finished.model.parameters()])
     torch.save({"weights": weights, "step": finished.step, "world": size,

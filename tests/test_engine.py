@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_model, tiny_train
-from napari_xview.config import TrainConfig
+from conftest import tiny_model, tiny_train, with_model
+from napari_xview.config import Config
 from napari_xview.engine import (
     CheckpointError,
     CheckpointSaved,
@@ -91,7 +91,7 @@ def test_interleave_places_input_slices_at_multiples_of_r():
 # ----------------------------------------------------------------------------- training
 def test_two_stage_run_yields_the_documented_event_sequence(phantom, tmp_path):
     path = tmp_path / "model.pt"
-    events = run_all(Trainer(phantom, tiny_config(), tiny_train(steps=4, checkpoint_every=2),
+    events = run_all(Trainer(phantom, tiny_train(steps=4, checkpoint_every=2, model=tiny_config()),
                              checkpoint_path=path))
     kinds = [type(event).__name__ for event in events]
     assert kinds == ["StageStarted", "Step", "Step", "CheckpointSaved", "StageStarted", "Step",
@@ -112,17 +112,17 @@ def test_two_stage_run_yields_the_documented_event_sequence(phantom, tmp_path):
 
 def test_ablation_switches_remove_their_loss_terms(phantom):
     config = tiny_train(steps=2, use_cmd_sagittal=False)
-    steps = [e for e in Trainer(phantom, dataclasses.replace(tiny_config(), use_memory=False),
-                                config).run() if isinstance(e, Step)]
+    config = with_model(config, dataclasses.replace(tiny_config(), use_memory=False))
+    steps = [e for e in Trainer(phantom, config).run() if isinstance(e, Step)]
     assert set(steps[-1].losses) == {"total", "int_a", "int_c", "int_s", "cmd_c"}
-    only_stage1 = [e for e in Trainer(phantom, tiny_config(), tiny_train(steps=2, cross_view=False))
-                   .run() if isinstance(e, StageStarted)]
+    only_stage1 = [e for e in Trainer(phantom, tiny_train(steps=2, cross_view=False)).run()
+                   if isinstance(e, StageStarted)]
     assert [s.stage for s in only_stage1] == [1]
 
 
 def test_internal_learning_loss_falls_on_the_phantom(phantom):
     config = tiny_train(steps=40, cross_view=False, lr_decay_at=1.0, lr=2e-3)
-    totals = [e.losses["total"] for e in Trainer(phantom, tiny_config(), config).run()
+    totals = [e.losses["total"] for e in Trainer(phantom, with_model(config, tiny_config())).run()
               if isinstance(e, Step)]
     assert np.mean(totals[-8:]) < 0.8 * np.mean(totals[:8])
 
@@ -133,10 +133,10 @@ def weights(model: XViewModel) -> dict[str, torch.Tensor]:
 
 def test_stop_then_resume_matches_an_uninterrupted_run(phantom, tmp_path):
     config = tiny_train(steps=6)
-    straight = [e for e in Trainer(phantom, tiny_config(), config).run()][-1].model
+    straight = [e for e in Trainer(phantom, with_model(config, tiny_config())).run()][-1].model
 
     path = tmp_path / "run.pt"
-    trainer = Trainer(phantom, tiny_config(), config, checkpoint_path=path)
+    trainer = Trainer(phantom, with_model(config, tiny_config()), checkpoint_path=path)
     events = []
     for event in trainer.run():
         events.append(event)
@@ -157,7 +157,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(phantom, tmp_path):
 def test_pause_holds_the_run_until_resumed(phantom):
     import threading
 
-    trainer = Trainer(phantom, tiny_config(), tiny_train(steps=3))
+    trainer = Trainer(phantom, tiny_train(steps=3, model=tiny_config()))
     run = trainer.run()
     next(run)  # StageStarted
     next(run)  # step 1
@@ -178,7 +178,7 @@ def test_pause_holds_the_run_until_resumed(phantom):
 def test_too_few_slices_for_the_factor_is_a_clear_error():
     short = make_phantom(shape=(4, 32, 32), spacing=(5.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"too few for factor 4.*at least r \+ 1 = 5"):
-        Trainer(short, tiny_config(4), tiny_train())
+        Trainer(short, tiny_train(model=tiny_config(4)))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -278,7 +278,7 @@ def test_smaller_stage2_crops_and_pint_line_subsets(phantom, monkeypatch):
                         lambda model, crops, *args: seen.append(crops.shape)
                         or paper_terms(model, crops, *args))
     config = tiny_train(steps=2, stage2_crop_slices=3, stage2_patch_size=16, pint_lines=5)
-    trainer = Trainer(phantom, tiny_config(), config)
+    trainer = Trainer(phantom, with_model(config, tiny_config()))
     crops = trainer.sampler.sample(trainer.generator)
     assert crops.shape == (2, 7, 24, 24)
     trainer._cross_view_terms(crops)
@@ -295,7 +295,7 @@ def test_a_diverging_run_stops_with_a_clear_message(phantom, monkeypatch):
     monkeypatch.setattr(trainer_module, "internal_loss",
                         lambda *args, **kwargs: torch.tensor(float("nan")))
     with pytest.raises(FloatingPointError, match=r"diverged at step 1.*lower the learning rate"):
-        list(Trainer(phantom, tiny_config(), tiny_train(steps=2)).run())
+        list(Trainer(phantom, tiny_train(steps=2, model=tiny_config())).run())
 
 
 def gradient_norm(model: nn.Module) -> float:
@@ -306,10 +306,10 @@ def gradient_norm(model: nn.Module) -> float:
 
 def test_gradient_clipping_bounds_the_update(phantom):
     clip = 1e-3
-    free = Trainer(phantom, tiny_config(), tiny_train(steps=2))
+    free = Trainer(phantom, tiny_train(steps=2, model=tiny_config()))
     assert len([e for e in free.run() if isinstance(e, Step)]) == 2
     assert gradient_norm(free.model) > 10 * clip  # so that the bound below is a real one
-    clipped = Trainer(phantom, tiny_config(), tiny_train(steps=2, grad_clip=clip))
+    clipped = Trainer(phantom, tiny_train(steps=2, grad_clip=clip, model=tiny_config()))
     assert len([e for e in clipped.run() if isinstance(e, Step)]) == 2
     # the last step's gradients, as the optimiser applied them
     assert gradient_norm(clipped.model) <= clip * (1 + 1e-4)
@@ -393,8 +393,10 @@ def test_a_whole_slice_config_survives_json_and_a_checkpoint(phantom, tmp_path):
     import json
 
     config = tiny_train(central_size=None, steps=2)
-    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    trainer = Trainer(phantom, tiny_config(2), config, checkpoint_path=tmp_path / "run.pt")
+    # the runtime section is not saved: it comes back as the defaults
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict())),
+                            config.runtime) == config
+    trainer = Trainer(phantom, config, checkpoint_path=tmp_path / "run.pt")
     run_all(trainer)
     resumed = Trainer.from_checkpoint(tmp_path / "run.pt", phantom)
-    assert resumed.config.central_size is None
+    assert resumed.config.data.central_size is None

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import paper_training, tiny_model, with_model
 from napari_xview import cli
 from napari_xview.baselines import BASELINES
-from napari_xview.config import TrainConfig
 from napari_xview.evaluate import FUSED_ROW, evaluate, simulate_thick_slices
 from napari_xview.sample import make_phantom
 
@@ -43,7 +42,8 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
 
     monkeypatch.setattr(trainer_module, "VolumeStore", spy)
     config = tiny_model(2)
-    report = evaluate(truth, config, TrainConfig(steps=2, batch_size=1, checkpoint_every=0))
+    report = evaluate(truth, with_model(paper_training(steps=2, batch_size=1,
+                                                       checkpoint_every=0), config))
     assert seen_shapes == [(7, 24, 24)]  # the degraded scan only
     assert {"nearest", "linear", "cubic", "SInt-A", "PInt-C", "PInt-S", FUSED_ROW} <= set(
         report.rows)
@@ -64,11 +64,11 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
 
 #: Each ablation of Table 3: the option, the setting it changes and the value it sets.
 ABLATIONS = {
-    "--no-cross-view": ("train", "cross_view", False),
-    "--no-cmd-coronal": ("train", "use_cmd_coronal", False),
-    "--no-cmd-sagittal": ("train", "use_cmd_sagittal", False),
-    "--n-incremental 1": ("train", "n_incremental", 1),
-    "--no-wavelet": ("train", "use_wavelet", False),
+    "--no-cross-view": ("ablation", "cross_view", False),
+    "--no-cmd-coronal": ("ablation", "use_cmd_coronal", False),
+    "--no-cmd-sagittal": ("ablation", "use_cmd_sagittal", False),
+    "--n-incremental 1": ("objective", "n_incremental", 1),
+    "--no-wavelet": ("ablation", "use_wavelet", False),
     "--no-memory": ("model", "use_memory", False),
 }
 
@@ -125,15 +125,15 @@ def test_evaluate_command_with_each_ablation(ablation, tmp_path, monkeypatch, ca
     assert all(report["rows"][row] == full["rows"][row] for row in BASELINES)
 
 
-@pytest.mark.parametrize("recipe", ["inplane", "paper"])
+@pytest.mark.parametrize("recipe", ["inplane", "downsampled"])
 def test_evaluate_command_with_each_recipe(recipe, tmp_path, monkeypatch, capsys, tiny_presets):
     report = evaluate_with(["--recipe", recipe], tmp_path, monkeypatch)
-    assert report["settings"]["train"]["recipe"] == recipe
+    assert report["settings"]["objective"]["recipe"] == recipe
     assert FUSED_ROW in report["rows"]
     # the phantom's 24 x 24 slices are too small for in-plane pairs: the trainer says that it
     # trains with the paper's recipe instead, which shows that it was asked for another one
-    fallback = "training with the paper's recipe instead" in capsys.readouterr().err
-    assert fallback == (recipe != "paper")
+    fallback = "training with the paper's recipe" in capsys.readouterr().err
+    assert fallback == (recipe != "downsampled")
 
 
 def test_evaluate_fine_tunes_a_model_given_with_init(tmp_path, monkeypatch, tiny_presets):

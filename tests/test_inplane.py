@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
-from napari_xview.config import TrainConfig
+from conftest import paper_training, tiny_model, with_model
 from napari_xview.engine import Step, Trainer
 from napari_xview.engine.inplane import InplanePairSampler, inplane_fine_enough
 from napari_xview.engine.store import VolumeStore
@@ -29,7 +26,7 @@ def sampler(volume: torch.Tensor, factor: int, **changes) -> InplanePairSampler:
     values = dict(crop_slices=5, patch_size=16, central_size=64, inplane_images=12)
     values.update(changes)
     return InplanePairSampler(VolumeStore.from_tensors([volume]), [(DZ, DY, DX)],
-                              TrainConfig(**values), factor)
+                              paper_training(**values), factor)
 
 
 @pytest.mark.parametrize("factor", [2, 4])
@@ -79,10 +76,10 @@ def test_coarse_in_plane_pixels_fall_back_to_the_paper_recipe():
     assert not inplane_fine_enough((2.0, 0.8, 0.8), 4)
     volume = Volume(np.zeros((9, 32, 32), np.float32), (2.0, 0.8, 0.8), np.diag([2.0, 0.8, 0.8, 1]))
     model = tiny_model(4)
-    config = TrainConfig(steps=1, batch_size=1, crop_slices=9, patch_size=16, recipe="inplane")
+    config = paper_training(steps=1, batch_size=1, crop_slices=9, patch_size=16, recipe="inplane")
     with pytest.warns(UserWarning, match="too coarse.*paper's recipe"):
-        trainer = Trainer(volume, model, config)
-    assert trainer.recipe == "paper"
+        trainer = Trainer(volume, with_model(config, model))
+    assert trainer.recipe == "downsampled"
     steps = [e for e in trainer.run() if isinstance(e, Step)]
     assert "int_p" not in steps[0].losses
 
@@ -91,9 +88,9 @@ def test_inplane_recipe_adds_its_loss_term():
     volume = Volume(ramp_volume(0.001, 0.002, shape=(9, 64, 64)).numpy() * 1000,
                     (DZ, DY, DX), np.diag([DZ, DY, DX, 1.0]))
     model = tiny_model(2)
-    config = TrainConfig(steps=1, batch_size=1, crop_slices=5, patch_size=16, recipe="inplane",
-                         inplane_images=4)
-    trainer = Trainer(volume, model, config)
+    config = paper_training(steps=1, batch_size=1, crop_slices=5, patch_size=16,
+                            recipe="inplane", inplane_images=4)
+    trainer = Trainer(volume, with_model(config, model))
     assert trainer.recipe == "inplane"
     losses = next(e for e in trainer.run() if isinstance(e, Step)).losses
     assert losses["int_p"] > 0  # an untrained PInt does not reproduce the in-plane pairs
@@ -102,9 +99,10 @@ def test_inplane_recipe_adds_its_loss_term():
     internal = sum(value for name, value in losses.items() if name.startswith("int_"))
     cmd = sum(value for name, value in losses.items() if name.startswith("cmd_"))
     memory = losses.get("com", 0.0) + losses.get("sep", 0.0)
-    expected = internal + config.weight_cmd * cmd + config.weight_memory * memory
+    weights = config.objective
+    expected = internal + weights.weight_cmd * cmd + weights.weight_memory * memory
     assert abs(losses["total"] - expected) < 0.01 * losses["int_p"]
-    paper = Trainer(volume, model, dataclasses.replace(config, recipe="paper"))
+    paper = Trainer(volume, with_model(config.replace(recipe="downsampled"), model))
     assert "int_p" not in next(e for e in paper.run() if isinstance(e, Step)).losses
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_xview.config import ModelConfig
+from napari_xview.config import ModelConfig, resolve
 from napari_xview.models import (
     MemoryBank,
     MemoryLosses,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _config(factor: int = 2, **overrides) -> ModelConfig:
     sizes = dict(sint_channels=16, sint_blocks=1, space_to_depth=8, memory_items=4,
                  pint_channels=8, pint_groups=2, pint_blocks=1, reduction=4)
-    return ModelConfig(factor=factor, preset="custom", **{**sizes, **overrides})
+    return ModelConfig(factor=factor, networks="both", **{**sizes, **overrides})
 
 
 def _models(factor: int = 2, seed: int = 0, **overrides) -> tuple[SliceInterpNet, PixelInterpNet]:
@@ -94,12 +94,12 @@ def test_pixel_interp_smallest_images(rows, width):
 
 def test_lite_and_paper_presets_build_and_run():
     torch.manual_seed(0)
-    sint, pint = build_models(ModelConfig.from_preset("lite", 3))
+    sint, pint = build_models(resolve("lite", 3).model)
     with torch.no_grad():
         assert sint(*_slices(1))[0].shape == (1, 2, HEIGHT, WIDTH)
         assert pint(_image(1)).shape == (1, 1, 3 * (ROWS - 1) + 1, WIDTH)
     with torch.device("meta"):  # the paper's sizes, without allocating 68M parameters
-        sint, pint = build_models(ModelConfig.from_preset("paper", 4))
+        sint, pint = build_models(resolve("paper", 4).model)
     assert sint.memory.items.shape == (10, 192)
     assert len(pint.groups) == 10 and len(pint.groups[0].body) == 21  # 20 RCAB + conv
 

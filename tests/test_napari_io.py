@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import tiny_model
 from napari_xview._napari._io import (
     get_reader,
     layer_data,
@@ -200,7 +201,6 @@ def test_result_layers_are_windowed_and_the_fused_one_selected():
     data range) get a CT window; a windowed input lends its own; the fused layer is chosen."""
     from napari.components import ViewerModel
 
-    from conftest import tiny_model
     from napari_xview._napari._io import CT_CONTRAST_LIMITS
     from napari_xview._napari.layers import add_result_layers
     from napari_xview.engine import XViewModel, synthesize

@@ -36,10 +36,10 @@ def autocast_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("views", ["all", "pixelwise"])
-def test_synthesis_is_float32_unless_bf16_is_asked_for(phantom, autocast_calls, views):
+@pytest.mark.parametrize("networks", ["both", "pint"])
+def test_synthesis_is_float32_unless_bf16_is_asked_for(phantom, autocast_calls, networks):
     torch.manual_seed(0)
-    model = XViewModel.create(tiny_model(views=views))
+    model = XViewModel.create(tiny_model(networks=networks))
     synthesize(phantom, model, device="cpu", views=False)
     assert autocast_calls and not any(autocast_calls)
     autocast_calls.clear()

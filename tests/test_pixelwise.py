@@ -1,4 +1,4 @@
-"""PInt alone (``views="pixelwise"``) and the "inplane-only" recipe: training, files, output."""
+"""PInt alone (``networks="pint"``) and the "inplane-only" recipe: training, files, output."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train
+from conftest import tiny_train, with_model
 from napari_xview.baselines import BASELINES
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import Config, ModelConfig, resolve
 from napari_xview.engine import (
     CheckpointError,
     StageStarted,
@@ -37,14 +37,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def pint_only(tiny_model_config) -> ModelConfig:
     """conftest's tiny networks (r = 2) without SInt-A."""
-    return dataclasses.replace(tiny_model_config, views="pixelwise")
+    return dataclasses.replace(tiny_model_config, networks="pint")
 
 
 #: This module's training settings over conftest's tiny ones.
 PIXELWISE_TRAINING = dict(steps=4, crop_slices=5, inplane_images=4)
 
 
-def pixelwise_train(**changes) -> TrainConfig:
+def pixelwise_train(**changes) -> Config:
     return tiny_train(PIXELWISE_TRAINING, **changes)
 
 
@@ -60,9 +60,9 @@ def losses_and_stages(trainer: Trainer) -> tuple[list[dict], list[int]]:
             [e.stage for e in events if isinstance(e, StageStarted)])
 
 
-def test_unknown_views_are_refused(tiny_model_config):
-    with pytest.raises(ValueError, match="views must be one of"):
-        dataclasses.replace(tiny_model_config, views="axial")
+def test_unknown_networks_are_refused(tiny_model_config):
+    with pytest.raises(ValueError, match=r"model\.networks must be one of"):
+        dataclasses.replace(tiny_model_config, networks="axial")
 
 
 def test_a_pixelwise_model_has_no_slice_network(pint_only):
@@ -77,7 +77,7 @@ def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path, pint_only, tiny_
     model = XViewModel.create(pint_only)
     path = save_model(model, tmp_path / "pint.pt")
     loaded = load_model(path)
-    assert loaded.config.views == "pixelwise" and loaded.sint is None
+    assert loaded.config.networks == "pint" and loaded.sint is None
     for name, value in model.pint.state_dict().items():
         assert torch.equal(value, loaded.pint.state_dict()[name])
     # weights of a two-network model do not fit a PInt-only one
@@ -87,7 +87,7 @@ def test_pixelwise_checkpoint_round_trip_and_mismatch(tmp_path, pint_only, tiny_
 
 
 def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom, pint_only):
-    trainer = Trainer(phantom, pint_only, pixelwise_train(recipe="inplane-only"))
+    trainer = Trainer(phantom, with_model(pixelwise_train(recipe="inplane-only"), pint_only))
     assert trainer.recipe == "inplane-only" and not trainer.cross_view
     losses, stages = losses_and_stages(trainer)
     assert stages == [1]  # no SInt-A: no cross-view stage
@@ -96,14 +96,14 @@ def test_inplane_only_pixelwise_trains_pint_on_in_plane_pairs_only(phantom, pint
 
 
 def test_paper_recipe_with_a_pixelwise_model_uses_the_z_pairs(phantom, pint_only):
-    losses, stages = losses_and_stages(Trainer(phantom, pint_only, pixelwise_train()))
+    losses, stages = losses_and_stages(Trainer(phantom, with_model(pixelwise_train(), pint_only)))
     assert stages == [1]
     assert all(set(step) == {"int_c", "int_s", "total"} for step in losses)
 
 
 def test_inplane_only_with_both_networks_drops_pints_z_pairs(phantom, tiny_model_config):
     losses, stages = losses_and_stages(
-        Trainer(phantom, tiny_model_config, pixelwise_train(recipe="inplane-only")))
+        Trainer(phantom, with_model(pixelwise_train(recipe="inplane-only"), tiny_model_config)))
     assert stages == [1, 2]
     assert {"int_a", "int_p", "com", "sep"} <= set(losses[0])
     assert not {"int_c", "int_s"} & set(losses[0])
@@ -148,7 +148,7 @@ def test_pixelwise_synthesis_and_its_evaluation_rows(phantom, pint_only):
                                                 report.rows[REESTIMATED_ROW])
 
 
-def test_model_config_from_preset_keeps_the_preset_name_when_only_views_change():
-    config = ModelConfig.from_preset("paper", 4, views="pixelwise")
-    assert config.preset == "paper" and config.views == "pixelwise"
-    assert dataclasses.replace(config, views="all") == ModelConfig.from_preset("paper", 4)
+def test_a_preset_keeps_its_name_when_its_networks_change():
+    config = resolve("paper", 4, {"networks": "pint"})
+    assert config.preset == "paper" and config.model.networks == "pint"
+    assert dataclasses.replace(config.model, networks="both") == resolve("paper", 4).model

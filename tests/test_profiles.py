@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train
+from conftest import tiny_train, with_model
 from napari_xview import cli
-from napari_xview.config import TrainConfig
+from napari_xview.config import Config
 from napari_xview.degrade import degrade_axis, degrade_axis_torch, degrade_z
 from napari_xview.engine import Step, Trainer, XViewModel, load_model, save_model, synthesize
 from napari_xview.engine.inplane import InplanePairSampler
@@ -127,7 +127,7 @@ PROFILE_TRAINING = dict(steps=3, crop_slices=5, inplane_images=4, recipe="inplan
                         degradation="profile")
 
 
-def profile_train(**changes) -> TrainConfig:
+def profile_train(**changes) -> Config:
     return tiny_train(PROFILE_TRAINING, **changes)
 
 
@@ -151,14 +151,15 @@ def test_inplane_pairs_are_averaged_by_the_scan_s_profile(phantom):
                 + kernel[2] * target[:, :, 3:9:2])
     assert target.shape[2] == 9
     torch.testing.assert_close(degraded[:, :, 1:4], expected)
-    assert degraded.shape[2] == config.crop_slices
+    assert degraded.shape[2] == config.data.crop_slices
 
 
 def test_profile_training_runs_and_the_model_records_its_geometry(phantom, tiny_model_config,
                                                                   tmp_path):
-    config = dataclasses.replace(tiny_model_config, views="pixelwise")
+    config = dataclasses.replace(tiny_model_config, networks="pint")
     # internal learning (recipe "inplane") and in-plane pairs both use the profile
-    trainer = Trainer(phantom.with_thickness(8.0), config, profile_train(recipe="inplane"))
+    trainer = Trainer(phantom.with_thickness(8.0),
+                      with_model(profile_train(recipe="inplane"), config))
     events = list(trainer.run())
     model = events[-1].model
     assert model.geometry == SliceGeometry(4.0, 8.0, "box")
@@ -171,7 +172,7 @@ def test_profile_training_runs_and_the_model_records_its_geometry(phantom, tiny_
 # ------------------------------------------------------------------ acquired slices
 def _model(tiny_model_config, geometry):
     torch.manual_seed(0)
-    model = XViewModel.create(dataclasses.replace(tiny_model_config, views="pixelwise"))
+    model = XViewModel.create(dataclasses.replace(tiny_model_config, networks="pint"))
     model.geometry = geometry
     return model.eval()
 

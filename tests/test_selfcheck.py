@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model, tiny_train
-from napari_xview.config import TrainConfig
+from conftest import paper_training, tiny_model, tiny_train
 from napari_xview.engine import Finished, SelfCheck, Trainer, load_model, save_model
 from napari_xview.engine import selfcheck as selfcheck_module
 from napari_xview.engine.inplane import InplanePairSampler
@@ -43,7 +40,7 @@ def labelled_volume(n_slices=12, size=40) -> torch.Tensor:
 
 def test_training_pairs_never_come_from_held_out_slices():
     volume = labelled_volume()
-    config = TrainConfig(crop_slices=5, patch_size=16, central_size=None, inplane_images=16)
+    config = paper_training(crop_slices=5, patch_size=16, central_size=None, inplane_images=16)
     generator = torch.Generator().manual_seed(0)
 
     def slices_drawn(held_out):
@@ -75,7 +72,7 @@ def check_pairs(tiny_phantom, factor=2, **changes) -> SelfCheckPairs:
     from napari_xview.io.window import to_unit
 
     unit = torch.from_numpy(to_unit(tiny_phantom.array, (-1024.0, 3072.0)))
-    config = TrainConfig(crop_slices=5, patch_size=16, **changes)
+    config = paper_training(crop_slices=5, patch_size=16, **changes)
     sampler = InplanePairSampler(VolumeStore.from_tensors([unit]), [tiny_phantom.spacing], config,
                                  factor)
     return SelfCheckPairs(sampler, [[2, 6]], seed=0)
@@ -110,9 +107,9 @@ def test_the_same_pairs_every_time_even_with_noise(tiny_phantom):
 
 
 def phantom_trainer(tiny_phantom, **changes) -> Trainer:
-    return Trainer(tiny_phantom, tiny_model(2, views="pixelwise"),
-                   tiny_train(dict(recipe="inplane-only", inplane_images=2,
-                                   central_size=None), **changes))
+    return Trainer(tiny_phantom, tiny_train(dict(recipe="inplane-only", inplane_images=2,
+                                                 central_size=None), **changes,
+                                            model=tiny_model(2, networks="pint")))
 
 
 def test_training_reports_a_self_check_live_and_at_the_end(tiny_phantom, monkeypatch):
@@ -161,10 +158,13 @@ def test_a_resumed_old_run_holds_nothing_out(tiny_phantom, tmp_path):
     trainer = phantom_trainer(tiny_phantom, steps=1)
     list(trainer.run())
     state = trainer.training_state()
-    del state["config"]["holdout_fraction"]  # as written before the self-check existed
+    # as written before the self-check existed: a flat training configuration without it
+    state["config"] = {key.split(".")[1]: value for key, value in trainer.config.flat().items()
+                       if not key.startswith("model.") and key != "data.holdout_fraction"}
+    trainer.model.training = None
     save_model(trainer.model, tmp_path / "old.pt", state)
     resumed = Trainer.from_checkpoint(tmp_path / "old.pt", tiny_phantom)
-    assert resumed.config.holdout_fraction == 0.0 and resumed.self_check is None
+    assert resumed.config.data.holdout_fraction == 0.0 and resumed.self_check is None
     assert phantom_trainer(tiny_phantom).self_check is not None
 
 
@@ -174,11 +174,11 @@ def test_no_hold_out_no_self_check(tiny_phantom):
     assert not any(isinstance(e, SelfCheck) for e in events)
     assert events[-1].self_check is None and trainer.held_out == [[]]
     with pytest.raises(ValueError, match="holdout_fraction"):
-        dataclasses.replace(trainer.config, holdout_fraction=0.9)
+        trainer.config.replace(holdout_fraction=0.9)
 
 
 def test_coarse_pixels_give_no_self_check_and_say_so():
     volume = Volume(np.zeros((9, 32, 32), np.float32), (2.0, 0.8, 0.8), np.diag([2.0, 0.8, 0.8, 1]))
     with pytest.warns(UserWarning, match="no self-check: in-plane pixels are too coarse"):
-        trainer = Trainer(volume, tiny_model(4), tiny_train(steps=1, crop_slices=9))
+        trainer = Trainer(volume, tiny_train(steps=1, crop_slices=9, model=tiny_model(4)))
     assert trainer.self_check is None

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model, tiny_train
+from conftest import tiny_model, tiny_train, with_model
 from napari_xview.engine import Finished, Step, Trainer
 from napari_xview.sample import make_phantom
 
@@ -32,7 +32,7 @@ def test_twenty_random_stops_and_resumes_give_the_uninterrupted_run(tmp_path):
     phantom = make_phantom(shape=(7, 24, 24), spacing=(4.0, 1.0, 1.0))
     config = tiny_train(steps=BUDGET, patch_size=16, crop_slices=5, stage1_fraction=0.84)
     straight_losses = {}
-    for event in Trainer(phantom, tiny_model(), config).run():
+    for event in Trainer(phantom, with_model(config, tiny_model())).run():
         if isinstance(event, Step):
             straight_losses[event.step] = event.losses
     straight = event.model
@@ -40,7 +40,7 @@ def test_twenty_random_stops_and_resumes_give_the_uninterrupted_run(tmp_path):
     rng = np.random.default_rng(18)
     stops = sorted(int(s) for s in rng.choice(np.arange(1, BUDGET), STOPS, replace=False))
     path = tmp_path / "run.pt"
-    trainer = Trainer(phantom, tiny_model(), config, checkpoint_path=path)
+    trainer = Trainer(phantom, with_model(config, tiny_model()), checkpoint_path=path)
     losses, finishes = {}, []
     for stop_at in [*stops, None]:
         for event in trainer.run():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_model, tiny_train
+from conftest import tiny_model, tiny_train, with_model
 from napari_xview import cli
 from napari_xview.engine import Step, Trainer
 from napari_xview.engine.store import ScanFile, VolumeStore
@@ -60,7 +60,7 @@ def test_training_holds_at_most_the_scans_asked_for(scan_files, monkeypatch):
     monkeypatch.setattr(ScanFile, "load", counting_load)
     config = tiny_train(steps=12, volumes_in_memory=2, rotate_every=3, recipe="inplane",
                         inplane_images=4, stage1_fraction=1.0)
-    trainer = Trainer(scans, tiny_model(2), config)
+    trainer = Trainer(scans, with_model(config, tiny_model(2)))
     held = []
     sources = set()
     for event in trainer.run():
@@ -93,9 +93,9 @@ def test_everything_in_memory_draws_as_a_list_of_scans_does(scan_files):
 def test_a_streamed_run_resumes_exactly(scan_files, tmp_path):
     scans = [ScanFile.open(path) for path in scan_files]
     config = tiny_train(steps=6, volumes_in_memory=2, rotate_every=2, stage1_fraction=1.0)
-    straight = list(Trainer(scans, tiny_model(2), config).run())[-1].model
+    straight = list(Trainer(scans, with_model(config, tiny_model(2))).run())[-1].model
     path = tmp_path / "run.pt"
-    trainer = Trainer(scans, tiny_model(2), config, checkpoint_path=path)
+    trainer = Trainer(scans, with_model(config, tiny_model(2)), checkpoint_path=path)
     for event in trainer.run():
         if isinstance(event, Step) and event.step == 3:  # inside a block of two steps
             trainer.stop()
@@ -112,7 +112,7 @@ def test_command_line_streams_a_collection(scan_files, tmp_path, capsys):
                      "--batch-size", "1", "--checkpoint-every", "0", "--volumes-in-memory", "2",
                      "-o", str(model)]) == 0
     saved = torch.load(model, weights_only=True)["train_state"]["config"]
-    assert saved["volumes_in_memory"] == 2
+    assert saved["data"]["volumes_in_memory"] == 2
     assert "scan4.nii.gz: 13 slices" in capsys.readouterr().err
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_model
+from conftest import paper_training, tiny_model, with_model
 from napari_xview import reorient_slice_axis
 from napari_xview.axes import check_slice_axis
-from napari_xview.config import TrainConfig
 from napari_xview.engine import Trainer, XViewModel, synthesize
 from napari_xview.io import Volume, VolumeError, load_volume, save_volume
 from napari_xview.io.window import to_input_range
@@ -133,7 +132,7 @@ def test_synthesis_and_training_refuse_a_volume_whose_axis_0_is_not_the_slice_ax
     with pytest.raises(VolumeError, match=r"\(1, 0\.8, 5\) mm, so axis 2.*reorient_slice_axis"):
         synthesize(volume, seeded_model(2), device="cpu")
     with pytest.raises(VolumeError, match=r"training.*--reorient"):
-        Trainer(volume, tiny_model(2), TrainConfig(steps=1))
+        Trainer(volume, with_model(paper_training(steps=1), tiny_model(2)))
 
 
 def test_reorienting_moves_the_coarsest_axis_first_and_keeps_world_positions():

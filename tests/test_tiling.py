@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_xview.config import ModelConfig
+from napari_xview.config import resolve
 from napari_xview.engine import XViewModel, synthesis, synthesize
 from napari_xview.io.window import to_input_range
 from napari_xview.models.blocks import ChannelAttention, ChannelSpatialAttention, LayerAttention
@@ -37,7 +37,7 @@ def awake_model(preset: str, factor: int = 2) -> XViewModel:
     does not have to be so mild, nor (with a residual over linear interpolation) so quiet.
     """
     torch.manual_seed(0)
-    model = XViewModel.create(ModelConfig.from_preset(preset, factor)).eval()
+    model = XViewModel.create(resolve(preset, factor).model).eval()
     with torch.no_grad():
         for module in model.pint.groups.modules():
             if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):

@@ -84,14 +84,14 @@ def dock_widget(viewer):
 
 def make_small(widget, model_config, steps=4):
     """Tiny network, a few small steps: seconds on two CPU cores."""
-    widget.model_config_override = model_config
     widget.factor.setValue(model_config.factor)
     widget.budget_steps.setValue(steps)
-    widget.batch_size.setValue(1)
-    widget.patch_size.setValue(24)
-    widget.n_incremental.setValue(1)
+    sizes = {f"model.{name}": value for name, value in model_config.to_dict().items()
+             if name != "factor"}
+    # tiny tensors: one thread beats two on a shared machine
+    widget.options.set_values({**sizes, "batch_size": 1, "patch_size": 24, "n_incremental": 1,
+                               "num_threads": 1})
     widget.device.setCurrentText("cpu")
-    widget.cpu_threads.setValue(1)  # tiny tensors: one thread beats two on a shared machine
     return widget
 
 
@@ -123,14 +123,18 @@ def test_the_plugins_menu_adds_the_widget_on_the_open_volume(viewer):
     assert not widget.stop_button.isEnabled() and not widget.synthesize_button.isEnabled()
     # each preset's crop region: the whole slice for pixelwise, the paper's 256 (at least the
     # patch) for the others
-    assert widget.train_config().central_size is None
+    assert widget.config().data.central_size is None
     # PInt alone has no axial result to add: its box is greyed out until a preset has SInt-A
     assert not widget.result_kinds["axial"].isEnabled()
     widget.preset.setCurrentText("paper")
     assert widget.result_kinds["axial"].isEnabled()
-    assert widget.train_config().central_size == 256
-    widget.patch_size.setValue(300)
-    assert widget.train_config().central_size == 300
+    assert widget.config().data.central_size == 256
+    # every option of the configuration has its control, with the preset's value
+    assert widget.options.controls["optimisation.lr"].value == "0.0001"
+    assert widget.options.controls["model.networks"].value == "both"
+    widget.options.set_values({"patch_size": 300})
+    with pytest.raises(ValueError, match=r"central_size \(256\) must be at least"):
+        widget.config()
 
 
 @pytest.mark.gui
@@ -370,11 +374,11 @@ def test_slice_thickness_and_target_spacing_in_the_widget(make_napari_viewer, qt
                .with_thickness(3.0), "scan")
     widget = dock_widget(viewer)
     assert widget.slice_thickness.value() == 3.0
-    assert widget.train_config().degradation == "profile"  # the default preset's
+    assert widget.config().data.degradation == "profile"  # the default preset's
     widget.target_spacing.setValue(1.0)  # 2.5 mm -> 1 mm: r = 3
     assert widget.factor.value() == 3
     assert "3 mm slices every 2.5 mm -> 1 mm (r = 3)" in widget.geometry_label.text()
-    model_config = dataclasses.replace(tiny_model_config, factor=3, views="pixelwise")
+    model_config = dataclasses.replace(tiny_model_config, factor=3, networks="pint")
     make_small(widget, model_config, steps=2)
     with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
         widget.start_training()
@@ -457,3 +461,34 @@ def test_previews_keep_to_their_share_of_the_run(monkeypatch):
     assert source.due()
     source.set_row(99)
     assert source.row == 3  # clipped to the volume
+
+
+@pytest.mark.gui
+def test_every_preset_resolves_in_the_widget_as_on_the_command_line(viewer):
+    from napari_xview._napari.options_form import SHOWN_ELSEWHERE
+    from napari_xview.cli.parser import build_parser, config_from
+    from napari_xview.config import PRESETS, resolve
+
+    widget = dock_widget(viewer)
+    # every option has its control (generated), or a control of its own in the dock
+    assert set(widget.options.controls) | SHOWN_ELSEWHERE == set(resolve().flat())
+    for preset in PRESETS:
+        widget.preset.setCurrentText(preset)
+        widget.factor.setValue(3)
+        widget.budget_steps.setValue(5)
+        widget.device.setCurrentText("cpu")
+        args = build_parser().parse_args(["train", "scan.nii.gz", "-o", "m.pt", "--preset",
+                                          preset, "--factor", "3", "--steps", "5",
+                                          "--device", "cpu"])
+        assert widget.config() == config_from(args) == resolve(
+            preset, 3, {"steps": 5, "device": "cpu"})
+    # an option changed in the form is the --set of the command line
+    widget.options.controls["objective.gamma"].value = "0.25"
+    widget.options.controls["ablation.use_wavelet"].value = False
+    args = build_parser().parse_args(["train", "s.nii", "-o", "m.pt", "--preset", "distill",
+                                      "--factor", "3", "--steps", "5", "--device", "cpu",
+                                      "--set", "gamma=0.25", "--no-wavelet"])
+    assert widget.config() == config_from(args)
+    widget.options.controls["objective.gamma"].value = "lots"
+    with pytest.raises(ValueError, match=r"objective\.gamma must be a number"):
+        widget.config()

@@ -5,7 +5,8 @@ resolved lazily on first attribute access.
 
 >>> import napari_xview as xv                                    # doctest: +SKIP
 >>> volume = xv.load_volume("scan.nii.gz")                       # doctest: +SKIP
->>> for event in xv.train(volume, xv.ModelConfig.from_preset("pixelwise", 4)):  # doctest: +SKIP
+>>> config = xv.resolve("pixelwise", 4, {"optimisation.minutes": 5})   # doctest: +SKIP
+>>> for event in xv.train(volume, config):                       # doctest: +SKIP
 ...     print(event)
 """
 
@@ -24,9 +25,9 @@ _LAZY = {
     "save_dicom_series": "napari_xview.io.dicom_write",
     "reorient_slice_axis": "napari_xview.axes",
     "make_phantom": "napari_xview.sample",
+    "Config": "napari_xview.config",
     "ModelConfig": "napari_xview.config",
-    "TrainConfig": "napari_xview.config",
-    "train_config_for": "napari_xview.config",
+    "resolve": "napari_xview.config",
     "train": "napari_xview.engine",
     "synthesize": "napari_xview.engine",
     "load_model": "napari_xview.engine",
@@ -38,13 +39,13 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "__version__",
     "Volume", "load_volume", "save_volume", "save_dicom_series", "reorient_slice_axis",
     "make_phantom",
-    "ModelConfig", "TrainConfig", "train_config_for",
+    "Config", "ModelConfig", "resolve",
     "train", "synthesize", "load_model", "save_model", "evaluate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_xview.axes import reorient_slice_axis
-    from napari_xview.config import ModelConfig, TrainConfig, train_config_for
+    from napari_xview.config import Config, ModelConfig, resolve
     from napari_xview.engine import load_model, save_model, synthesize, train
     from napari_xview.evaluate import evaluate
     from napari_xview.io import Volume, load_volume, save_volume

@@ -9,6 +9,7 @@ to classical interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (sect
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -18,13 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import (
-    DEFAULT_PRESET,
-    SIMULATIONS,
-    ModelConfig,
-    TrainConfig,
-    default_train_config,
-)
+from napari_xview.config import SIMULATIONS, Config, resolve
 from napari_xview.degrade import degrade_z
 from napari_xview.fusion import fuse_by_agreement
 from napari_xview.io import Volume
@@ -45,7 +40,7 @@ FUSED_ROW = "Fused, eq. (7)"
 #: differences under :data:`AGREEMENT_HU` count as agreement); scored beside equation (7).
 AGREEMENT_ROW = "Fused, weighted by agreement"
 AGREEMENT_HU = 20.0
-#: The result of a model without SInt-A (``views="pixelwise"``): the mean of PInt-C and PInt-S.
+#: The result of a model without SInt-A (``networks="pint"``): the mean of PInt-C and PInt-S.
 PIXELWISE_FUSED_ROW = "Fused, (PInt-C + PInt-S) / 2"
 #: The result with the acquired slices put back, and with them re-estimated by the networks
 #: (the fused row is one of the two, by the rule of ``engine.synthesis.keeps_input_slices``).
@@ -166,7 +161,7 @@ class EvaluationSetup:
     thick: Volume
     truth: Volume
     trainer: Any
-    train_config: TrainConfig
+    config: Config
     degradation: str
 
     def train(self, on_event: Callable[[Any], None] | None = None):
@@ -188,7 +183,7 @@ class EvaluationSetup:
         ``region`` crops both volumes first (the benchmarks score a central region).
         """
         crop = region or (lambda volume: volume)
-        report = score(crop(self.thick), crop(self.truth), finished.model, self.train_config,
+        report = score(crop(self.thick), crop(self.truth), finished.model, self.config,
                        self.degradation, training_seconds=finished.elapsed_s,
                        steps=finished.step)
         if getattr(finished, "self_check", None) is not None:
@@ -196,8 +191,7 @@ class EvaluationSetup:
         return report
 
 
-def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = None,
-                       train_config: TrainConfig | None = None, *,
+def prepare_evaluation(ground_truth: Volume, config: Config | None = None, *,
                        degradation: str = "direct", init=None) -> EvaluationSetup:
     """Degrade ``ground_truth`` and build the trainer of the degraded scan.
 
@@ -205,16 +199,17 @@ def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = 
     ----------
     ground_truth : Volume
         A thin-slice scan taken as ground truth.
-    model_config, train_config : optional
+    config : Config, optional
         As for :class:`~napari_xview.engine.Trainer` (default: the default preset at r = 4).
-        The training degradation model is ``train_config.degradation``; the blur, noise and
-        seed of the simulation come from ``train_config`` too (seed + 1).
+        The training degradation model is ``data.degradation``; the blur, noise and seed of
+        the simulation come from ``config`` too (``data.blur_fwhm``, ``data.noise_sigma``,
+        ``optimisation.seed`` + 1).
     degradation : str
         How the thick-slice input is simulated: "direct" or "blur-noise" (section 4.1), "box"
         or "gaussian" (:func:`simulate_thick_slices`).
     init : XViewModel, optional
-        A trained model to fine-tune on the degraded scan (its sizes replace
-        ``model_config``; it must have been trained on other scans than the ground truth's).
+        A trained model to fine-tune on the degraded scan (its sizes replace ``config``'s
+        model section; it must have been trained on other scans than the ground truth's).
 
     Returns
     -------
@@ -223,19 +218,18 @@ def prepare_evaluation(ground_truth: Volume, model_config: ModelConfig | None = 
     from napari_xview.engine import Trainer
 
     if init is not None:
-        model_config = init.config
-    model_config = model_config or ModelConfig.from_preset(DEFAULT_PRESET, 4)
-    train_config = train_config or default_train_config(model_config)
+        config = (init.training_config() if config is None
+                  else dataclasses.replace(config, model=init.config))
+    config = config or resolve()
     thick, truth = simulate_thick_slices(
-        ground_truth, model_config.factor, degradation, blur_fwhm=train_config.blur_fwhm,
-        noise_sigma=train_config.noise_sigma, seed=train_config.seed + 1,
-        window=model_config.window)
-    return EvaluationSetup(thick, truth, Trainer(thick, model_config, train_config, model=init),
-                           train_config, degradation)
+        ground_truth, config.model.factor, degradation, blur_fwhm=config.data.blur_fwhm,
+        noise_sigma=config.data.noise_sigma, seed=config.optimisation.seed + 1,
+        window=config.model.window)
+    return EvaluationSetup(thick, truth, Trainer(thick, config, model=init), config,
+                           degradation)
 
 
-def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
-             train_config: TrainConfig | None = None, *, degradation: str = "direct",
+def evaluate(ground_truth: Volume, config: Config | None = None, *, degradation: str = "direct",
              on_event: Callable[[Any], None] | None = None) -> EvaluationReport:
     """Degrade ``ground_truth``, train on the degraded scan only, synthesize, and score.
 
@@ -243,9 +237,10 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
     ----------
     ground_truth : Volume
         A thin-slice scan taken as ground truth.
-    model_config, train_config : optional
-        As for :class:`~napari_xview.engine.Trainer`. The training degradation model is
-        ``train_config.degradation``; the evaluation's is ``degradation``.
+    config : Config, optional
+        As for :class:`~napari_xview.engine.Trainer` (default: the default preset at r = 4).
+        The training degradation model is ``data.degradation``; the evaluation's is
+        ``degradation``.
     degradation : str
         How the thick-slice input is simulated: "direct" or "blur-noise" (section 4.1), "box"
         or "gaussian" (:func:`simulate_thick_slices`).
@@ -256,19 +251,18 @@ def evaluate(ground_truth: Volume, model_config: ModelConfig | None = None,
     -------
     EvaluationReport
     """
-    setup = prepare_evaluation(ground_truth, model_config, train_config,
-                               degradation=degradation)
+    setup = prepare_evaluation(ground_truth, config, degradation=degradation)
     return setup.score(setup.train(on_event))
 
 
-def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degradation: str,
+def score(thick: Volume, truth: Volume, model, config: Config, degradation: str,
           *, training_seconds: float, steps: int) -> EvaluationReport:
     """Synthesize ``thick`` with ``model`` and score every method against ``truth``."""
     from napari_xview.engine import synthesize
     from napari_xview.engine.synthesis import keeps_input_slices
 
     factor, window = model.factor, model.config.window
-    result = synthesize(thick, model, device=train_config.device, views=True,
+    result = synthesize(thick, model, device=config.runtime.device, views=True,
                         keep_input_slices=False)
     seconds = {"training": training_seconds, "synthesis": result.seconds}
     rows: dict[str, dict[str, float]] = {}
@@ -295,7 +289,7 @@ def score(thick: Volume, truth: Volume, model, train_config: TrainConfig, degrad
     rows[REESTIMATED_ROW] = _scores(reestimated, truth.array, factor, window)
     rows[KEPT_ROW] = _scores(kept, truth.array, factor, window)
     rows[fused_row] = rows[KEPT_ROW if keeps_input_slices(model) else REESTIMATED_ROW]
-    settings = {"model": model.config.to_dict(), "train": train_config.to_dict(),
+    settings = {**config.to_dict(runtime=True), "model": model.config.to_dict(),
                 "input_shape": list(thick.shape), "truth_shape": list(truth.shape),
                 "steps": steps, "texture": texture_ratio(truth.array, factor, window=window)}
     return EvaluationReport(factor, degradation, rows, seconds, settings)

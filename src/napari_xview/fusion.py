@@ -25,7 +25,7 @@ def _is_tensor(value: Any) -> bool:
 def _check_views(axial: Any, coronal: Any, sagittal: Any) -> bool:
     """Check that the views match in kind and shape; return whether they are tensors.
 
-    ``axial`` may be None (a model without SInt-A, ``views="pixelwise"``).
+    ``axial`` may be None (a model without SInt-A, ``networks="pint"``).
     """
     present = [view for view in (axial, coronal, sagittal) if view is not None]
     kinds = {_is_tensor(view) for view in present}

@@ -10,6 +10,7 @@ controls (:mod:`~napari_xview._napari.settings`) it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from qtpy.QtCore import QEventLoop, QObject, QTimer, Signal
 
 from napari_xview._napari.layers import add_result_layers, volume_from_layer
 from napari_xview._napari.preview import Preview, PreviewSource
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import Config, ModelConfig, RuntimeConfig
 from napari_xview.errors import error_message
 from napari_xview.progress import format_duration
 
@@ -120,22 +121,25 @@ class WorkerJobs:
             return None
         layer, volume = prepared
         try:
-            train_config = self.train_config()
+            config = self.config()
             init = self._starting_model()
-            model_config = init.config if init is not None else self.model_config()
         except ValueError as error:
             self._fail(f"Invalid settings: {error}")
             return None
-        self.factor.setValue(model_config.factor)  # an override brings its own factor
-        resume_from = self._resume_checkpoint(layer.name, model_config)
+        if init is not None:  # the model's networks and factor win over the form's
+            config = dataclasses.replace(config, model=init.config)
+        model_config = config.model
+        self.factor.setValue(model_config.factor)
+        signature = (layer.name, run_signature(config))
+        resume_from = self._resume_checkpoint(signature)
         if resume_from is None:
             self.loss_plot.clear()
         self.self_check_label.setText("self-check: after the first half-minute of training")
         checkpoint = self._checkpoint_path()
         self._resumable = None
-        self._training_signature = (layer.name, model_config)
-        self._run = TrainingRun(lambda: make_trainer(volume, model_config, train_config,
-                                                       checkpoint, resume_from, init),
+        self._training_signature = signature
+        self._run = TrainingRun(lambda: make_trainer(volume, config, checkpoint, resume_from,
+                                                       init),
                                 self._preview_source(layer, volume, model_config))
         worker = create_worker(self._run.events, _ignore_errors=True)
         worker.yielded.connect(self._on_training_event)
@@ -226,12 +230,13 @@ class WorkerJobs:
         self._preview_layer = layer
         return self._preview
 
-    def _resume_checkpoint(self, layer_name: str, model_config: ModelConfig) -> Path | None:
-        """The checkpoint to continue from, if asked for and still compatible."""
+    def _resume_checkpoint(self, signature: tuple) -> Path | None:
+        """The checkpoint to continue from, if asked for and still compatible: the same
+        layer and the same configuration, the budget and the runtime options aside."""
         if not self.continue_run.isChecked() or self._resumable is None:
             return None
-        if self._resumable != (layer_name, model_config):
-            show_warning("The input layer or the model settings changed since the last run: "
+        if self._resumable != signature:
+            show_warning("The input layer or the settings changed since the last run: "
                          "training a new model instead of continuing")
             return None
         return self._checkpoint_path()
@@ -268,7 +273,7 @@ class WorkerJobs:
             how = "stopped" if event.stopped else "finished"
             steps = f"{event.step} step{'s' if event.step != 1 else ''}"
             self.model_label.setText(f"trained here, {steps} ({how}); "
-                                     f"{self.model.config.preset}, r = {self.model.factor}")
+                                     f"{self.model.preset_name}, r = {self.model.factor}")
             self.progress_label.setText(f"training {how} after {event.step} steps in "
                                         f"{format_duration(event.elapsed_s)}")
             self.continue_run.setChecked(event.stopped)
@@ -413,17 +418,27 @@ def self_check_text(check) -> str:
             f"{check.texture['model']:.2f} (true {check.texture['truth']:.2f})")
 
 
-def make_trainer(volume: Volume, model_config: ModelConfig, train_config: TrainConfig,
-                 checkpoint: Path, resume_from: Path | None,
+def run_signature(config: Config) -> Config:
+    """What must not change for a run to continue: the configuration without its runtime
+    section and its budget."""
+    return dataclasses.replace(config.replace({"optimisation.steps": None,
+                                               "optimisation.minutes": None}),
+                               runtime=RuntimeConfig())
+
+
+def make_trainer(volume: Volume, config: Config, checkpoint: Path, resume_from: Path | None,
                  init: XViewModel | None = None) -> Trainer:
     """A new trainer (fine-tuning ``init`` if given), or one continuing from ``resume_from``
-    (runs in the worker thread)."""
+    with this session's runtime options and budget (runs in the worker thread)."""
     from napari_xview.engine import Trainer
 
     if resume_from is not None:
-        return Trainer.from_checkpoint(resume_from, volume, train_config,
-                                       checkpoint_path=checkpoint)
-    return Trainer(volume, model_config, train_config, checkpoint_path=checkpoint, model=init)
+        session = {"runtime": config.runtime.to_dict(),
+                   "optimisation.steps": config.optimisation.steps,
+                   "optimisation.minutes": config.optimisation.minutes}
+        return Trainer.from_checkpoint(resume_from, volume, checkpoint_path=checkpoint,
+                                       overrides=session)
+    return Trainer(volume, config, checkpoint_path=checkpoint, model=init)
 
 
 def run_synthesis(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,

@@ -1,9 +1,11 @@
 """The dock's settings: the form's controls and the configurations they describe.
 
-:class:`SettingsForm` builds every input, model, training and result option of the *Slice
-synthesis* dock as a public attribute of the dock (``widget.factor``, ``widget.gamma``, ...,
-the names scripts and tests use) and reads them into a
-:class:`~napari_xview.config.ModelConfig` and a :class:`~napari_xview.config.TrainConfig`.
+:class:`SettingsForm` builds the input, model, budget, device and result controls of the
+*Slice synthesis* dock as public attributes (``widget.factor``, ``widget.preset``, ... the
+names scripts and tests use), with every other option in a form generated from the
+configuration (``widget.options``, :mod:`~napari_xview._napari.options_form`), and reads
+them into one :class:`~napari_xview.config.Config` through the resolver every front end
+calls.
 It is a mixin of :class:`~napari_xview._napari.widget.XViewWidget`, which owns the viewer,
 the actions and the layout.
 """
@@ -21,23 +23,18 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSpinBox,
-    QWidget,
 )
 from superqt import QCollapsible
 
 from napari_xview._napari.layers import RESULT_KINDS
+from napari_xview._napari.options_form import OptionsForm
 from napari_xview.config import (
     DEFAULT_PRESET,
-    DEGRADATIONS,
     ENSEMBLE_PASSES,
-    MODEL_PRESETS,
-    RECIPES,
-    SLICE_PROFILES,
+    PRESETS,
     SUPPORTED_FACTORS,
-    TRAIN_PRESETS,
-    ModelConfig,
-    TrainConfig,
-    train_config_for,
+    Config,
+    resolve,
 )
 from napari_xview.grid import factor_for_spacing
 
@@ -55,7 +52,7 @@ class SettingsForm:
     """The option controls of the dock and the configurations they describe (a mixin).
 
     The attributes are documented on :class:`~napari_xview._napari.widget.XViewWidget`.
-    ``viewer`` and ``model_config_override`` come from the dock.
+    ``viewer`` comes from the dock.
     """
 
     # ------------------------------------------------------------------ building the controls
@@ -91,7 +88,7 @@ class SettingsForm:
         self.factor = int_box(min(SUPPORTED_FACTORS), max(SUPPORTED_FACTORS), 4,
                               "r: r - 1 slices are synthesised between two input slices")
         self.preset = QComboBox()
-        self.preset.addItems(list(MODEL_PRESETS))
+        self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(DEFAULT_PRESET)
         self.preset.setToolTip('"pixelwise": PInt alone, learnt from in-plane detail (best on '
                                'a CPU); "lite": SInt-A and PInt with cross-view distillation, '
@@ -100,11 +97,10 @@ class SettingsForm:
         self.model_label.setWordWrap(True)
 
     def _build_training_controls(self) -> None:
-        """The budget, the device and the advanced training options."""
-        defaults = TrainConfig()
+        """The budget and the device; every other option in the generated ``options`` form."""
         self.budget_unit = QComboBox()
         self.budget_unit.addItems(["steps", "minutes"])
-        self.budget_steps = int_box(1, 10_000_000, defaults.total_steps)
+        self.budget_steps = int_box(1, 10_000_000, Config().optimisation.total_steps)
         self.budget_minutes = QDoubleSpinBox()
         self.budget_minutes.setRange(0.1, 10_000.0)
         self.budget_minutes.setValue(10.0)
@@ -114,51 +110,8 @@ class SettingsForm:
         self.device.addItems(list(DEVICES))
         self.device_used = QLabel("–")
         self.device_used.setToolTip("Device the last run actually used")
-
-        self.gamma = float_box(0.01, 1.0, defaults.gamma, 0.05,
-                                "γ: share of points with the smallest cross-view error used by "
-                                "equations (11)-(12)")
-        self.n_incremental = int_box(1, 8, defaults.n_incremental,
-                                     "N: rounds of incremental interpolation (section 3.2.2)")
-        self.weight_cmd = float_box(0.0, 10.0, defaults.weight_cmd, 0.05,
-                                     "Weight of L_c^cmd + L_s^cmd in the objective (0.15)")
-        self.weight_memory = float_box(0.0, 10.0, defaults.weight_memory, 0.05,
-                                        "Weight of L^com + L^sep in the objective (0.1)")
-        self.degradation = QComboBox()
-        self.degradation.addItems(list(DEGRADATIONS))
-        self.degradation.setToolTip("How training pairs are thinned along z: by the scan's own "
-                                    "slice profile (profile), keeping one slice in r (direct, "
-                                    "the paper), or blur, subsample and add noise")
-        self.slice_profile = QComboBox()
-        self.slice_profile.addItems(list(SLICE_PROFILES))
-        self.slice_profile.setCurrentText(defaults.slice_profile)
-        self.slice_profile.setToolTip("Shape of the scan's slice profile (with the profile "
-                                      "degradation): box, Gaussian, or point (thin slices)")
-        self.recipe = QComboBox()
-        self.recipe.addItems(list(RECIPES))
-        self.recipe.setToolTip('"paper": section 3.2 as written; "inplane": PInt also learns '
-                               'from in-plane pairs; "inplane-only": from those alone')
-        self.seed = int_box(0, 2**31 - 1, defaults.seed)
-        self.batch_size = int_box(1, 256, defaults.batch_size)
-        self.patch_size = int_box(8, 1024, defaults.patch_size,
-                                  "In-plane size of the training crops (128); larger volumes "
-                                  "than this are sampled in patches")
-        self.patch_size.setSingleStep(16)
-        self.pint_lines = QSpinBox()
-        self.pint_lines.setRange(0, 4096)
-        self.pint_lines.setSpecialValueText("all")  # 0 stands for None: every image
-        self._on_preset_changed(self.preset.currentText())
+        self.options = OptionsForm(resolve(self.preset.currentText(), self.factor.value()))
         self.preset.currentTextChanged.connect(self._on_preset_changed)
-        self.pint_lines.setToolTip("Coronal and sagittal images per crop that PInt learns from "
-                                   "in a step: all (the paper), or a random subset (faster, "
-                                   "less memory)")
-
-        self.cpu_threads = QSpinBox()
-        self.cpu_threads.setRange(0, 1024)
-        self.cpu_threads.setSpecialValueText("all")  # 0 stands for None: every core
-        self.cpu_threads.setValue(defaults.num_threads or 0)
-        self.cpu_threads.setToolTip("CPU threads for training: all cores, or fewer on a shared "
-                                    "machine (small networks often run fastest on one)")
 
     def _build_result_controls(self) -> None:
         """Which result layers to add, the self-ensemble, synthesis after training."""
@@ -168,6 +121,8 @@ class SettingsForm:
         self.result_kinds["disagreement"].setToolTip(
             "Where the axial, coronal and sagittal syntheses differ: the least reliable voxels")
         self.preset.currentTextChanged.connect(self._update_axial_kind)
+        self.options.controls["model.networks"].changed.connect(
+            lambda _networks: self._update_axial_kind())
         self.synthesize_after = QCheckBox("Synthesize when training ends")
         self.synthesize_after.setChecked(True)
         self.ensemble = QComboBox()
@@ -203,23 +158,9 @@ class SettingsForm:
         model_form.addRow("Preset", self.preset)
         model_form.addRow("Current", self.model_label)
 
-        advanced = QWidget()
-        advanced_form = QFormLayout(advanced)
-        advanced_form.addRow("γ (gamma)", self.gamma)
-        advanced_form.addRow("N (increments)", self.n_incremental)
-        advanced_form.addRow("Weight L^cmd", self.weight_cmd)
-        advanced_form.addRow("Weight L^com+L^sep", self.weight_memory)
-        advanced_form.addRow("Degradation", self.degradation)
-        advanced_form.addRow("Slice profile", self.slice_profile)
-        advanced_form.addRow("Recipe", self.recipe)
-        advanced_form.addRow("Seed", self.seed)
-        advanced_form.addRow("Batch size", self.batch_size)
-        advanced_form.addRow("Patch size", self.patch_size)
-        advanced_form.addRow("PInt images", self.pint_lines)
-        advanced_form.addRow("CPU threads", self.cpu_threads)
         self.advanced = QCollapsible("Advanced options", expandedIcon="▾", collapsedIcon="▸")
         self.advanced.setDuration(0)
-        self.advanced.addWidget(advanced)
+        self.advanced.addWidget(self.options)
         return data_box, model_box, budget_row, device_row
 
     # ------------------------------------------------------------------ following the input
@@ -255,11 +196,8 @@ class SettingsForm:
         self.budget_minutes.setVisible(unit == "minutes")
 
     def _on_preset_changed(self, preset: str) -> None:
-        """Show the chosen preset's own recipe and number of PInt images per crop."""
-        self.pint_lines.setValue(TRAIN_PRESETS[preset].get("pint_lines") or 0)
-        self.recipe.setCurrentText(TRAIN_PRESETS[preset].get("recipe", TrainConfig().recipe))
-        self.degradation.setCurrentText(TRAIN_PRESETS[preset].get("degradation",
-                                                                  TrainConfig().degradation))
+        """Show the chosen preset's own value of every option."""
+        self.options.show_config(resolve(preset, self.factor.value()))
 
     # ------------------------------------------------------------------ values
     def selected_layer(self) -> Image | None:
@@ -284,37 +222,24 @@ class SettingsForm:
             values.append(float(exact) if unchanged else box.value())
         return tuple(values)
 
-    def model_config(self) -> ModelConfig:
-        """The network sizes for a new model: the preset at ``factor``, or the override."""
-        if self.model_config_override is not None:
-            return self.model_config_override
-        return ModelConfig.from_preset(self.preset.currentText(), self.factor.value())
+    def config(self) -> Config:
+        """The configuration the dock describes (raises ValueError naming a bad option).
 
-    def train_config(self) -> TrainConfig:
-        """The :class:`TrainConfig` the controls describe (raises ValueError if invalid)."""
-        budget = ({"steps": self.budget_steps.value()} if self.budget_unit.currentText() == "steps"
-                  else {"minutes": self.budget_minutes.value()})
-        # the preset's training settings (learning rate, stage-2 crops, region) under the controls'
-        region = TRAIN_PRESETS[self.preset.currentText()].get("central_size",
-                                                              TrainConfig().central_size)
-        return train_config_for(
-            self.preset.currentText(),
-            **budget,
-            gamma=self.gamma.value(),
-            n_incremental=self.n_incremental.value(),
-            weight_cmd=self.weight_cmd.value(),
-            weight_memory=self.weight_memory.value(),
-            degradation=self.degradation.currentText(),
-            slice_profile=self.slice_profile.currentText(),
-            recipe=self.recipe.currentText(),
-            seed=self.seed.value(),
-            batch_size=self.batch_size.value(),
-            patch_size=self.patch_size.value(),
-            pint_lines=self.pint_lines.value() or None,
-            num_threads=self.cpu_threads.value() or None,
-            central_size=None if region is None else max(self.patch_size.value(), region),
-            device=self.device.currentText(),
-        )
+        :func:`~napari_xview.config.resolve` of the preset and the factor, with the budget,
+        the device and every option of the form that differs from the preset's on top: the
+        same configuration as ``napari-xview train --preset P --factor r`` with the same
+        options.
+        """
+        preset, factor = self.preset.currentText(), self.factor.value()
+        options = self.options.changes(resolve(preset, factor))
+        if self.budget_unit.currentText() == "steps":
+            options.update({"optimisation.steps": self.budget_steps.value(),
+                            "optimisation.minutes": None})
+        else:
+            options.update({"optimisation.minutes": self.budget_minutes.value(),
+                            "optimisation.steps": None})
+        options["runtime.device"] = self.device.currentText()
+        return resolve(preset, factor, options)
 
 
 def int_box(low: int, high: int, value: int, tip: str = "") -> QSpinBox:

@@ -1,17 +1,18 @@
 """The *Slice synthesis* dock widget: train on an open volume, watch, synthesise, save.
 
-The widget is a thin layer over the Qt-free engine. It gathers plain values into a
-:class:`~napari_xview.config.ModelConfig` and a :class:`~napari_xview.config.TrainConfig`,
-turns the chosen image layer into a :class:`~napari_xview.io.Volume`, and runs the
-engine's event generator (:meth:`napari_xview.engine.Trainer.run`) in a napari thread worker.
+The widget is a thin layer over the Qt-free engine. It gathers plain values into one
+:class:`~napari_xview.config.Config` (resolved as the command line resolves it), turns the
+chosen image layer into a :class:`~napari_xview.io.Volume`, and runs the engine's event
+generator (:meth:`napari_xview.engine.Trainer.run`) in a napari thread worker.
 Events come back to the GUI thread through the worker's ``yielded`` signal and become a
 progress bar, a live loss plot and, at the end, result layers. Every control is a public
 attribute and every button has a method, so scripts and tests drive the widget exactly as a
 user would (see docs/scripting.md).
 
-The dock is three modules: :mod:`~napari_xview._napari.settings` (the option controls and
-the configurations they describe), :mod:`~napari_xview._napari.jobs` (training and synthesis
-in thread workers) and this one (the viewer, the actions, the layout, the model files).
+The dock is four modules: :mod:`~napari_xview._napari.settings` (the option controls and
+the configuration they describe), :mod:`~napari_xview._napari.options_form` (the advanced
+options, generated from the configuration), :mod:`~napari_xview._napari.jobs` (training and
+synthesis in thread workers) and this one (the viewer, the actions, the layout, the model files).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from napari_xview._napari.jobs import (
 from napari_xview._napari.loss_plot import LossPlot
 from napari_xview._napari.preview import PreviewPanel
 from napari_xview._napari.settings import SettingsForm, form_group
-from napari_xview.config import MODEL_PRESETS
+from napari_xview.config import PRESETS
 from napari_xview.errors import error_message
 
 if TYPE_CHECKING:
@@ -89,11 +90,11 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         "steps" or "minutes"; ``budget_steps`` / ``budget_minutes`` hold the amount.
     device : QComboBox
         "auto", "cpu" or "cuda"; ``device_used`` shows the device a run actually used.
-    gamma, n_incremental, weight_cmd, weight_memory, degradation, slice_profile, seed, recipe,
-    batch_size, patch_size, pint_lines, cpu_threads : Qt input widgets
-        Advanced training options (folded away), the fields of
-        :class:`~napari_xview.config.TrainConfig` of the same names (``cpu_threads`` is
-        ``num_threads``; 0 in ``pint_lines`` or ``cpu_threads`` means None: all).
+    options : OptionsForm
+        Every other option of the configuration (folded away under "Advanced options"),
+        generated from it (:mod:`~napari_xview._napari.options_form`):
+        ``options.controls["optimisation.lr"].value`` and so on; they show the preset's
+        values when a preset is chosen.
     train_button, pause_button, stop_button, synthesize_button, save_model_button,
     load_model_button : QPushButton
         The actions; each calls the public method of the same meaning.
@@ -123,9 +124,6 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         (banding) metric; for a loaded model, the one saved with it.
     loss_plot : LossPlot
         Each term of the objective against the step, log scale.
-    model_config_override : ModelConfig or None
-        For scripts and tests: network sizes to use instead of the preset (its factor wins
-        over ``factor``). Users choose sizes through the presets only.
     model : XViewModel or None
         The networks of the last training run or of the last loaded model file.
     result : SynthesisResult or None
@@ -146,7 +144,6 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.model_config_override: ModelConfig | None = None
         self.model: XViewModel | None = None
         self.result: SynthesisResult | None = None
         self.worker = None
@@ -341,9 +338,10 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
             return None
         self.model = model
         self.factor.setValue(model.factor)
-        if model.config.preset in MODEL_PRESETS:
-            self.preset.setCurrentText(model.config.preset)
-        self.model_label.setText(f"loaded from {Path(path).name}; {model.config.preset}, "
+        if model.preset_name in PRESETS:
+            self.preset.setCurrentText(model.preset_name)
+        self.options.show_config(model.training_config())
+        self.model_label.setText(f"loaded from {Path(path).name}; {model.preset_name}, "
                                  f"r = {model.factor}")
         self.self_check_label.setText(saved_self_check_text(model))
         self._update_buttons()
@@ -367,6 +365,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         self.load_model_button.setEnabled(not busy)
         for control in (self.input_layer, self.factor, self.preset, self.device, self.ensemble):
             control.setEnabled(not busy)
+        self.options.set_enabled(not busy)
         self._update_axial_kind()
 
     def _update_axial_kind(self) -> None:
@@ -378,7 +377,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         if self.model is not None:
             has_axial = self.model.has_axial
         else:
-            has_axial = self.model_config().views == "all"
+            has_axial = self.options.controls["model.networks"].value == "both"
         axial = self.result_kinds["axial"]
         axial.setEnabled(has_axial)
         axial.setToolTip("" if has_axial else

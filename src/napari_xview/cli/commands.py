@@ -18,9 +18,10 @@ from pathlib import Path
 
 from napari_xview.cli.parser import (
     build_parser,
-    model_config_from,
-    runtime_overrides,
-    train_config_from,
+    config_from,
+    file_choice,
+    given_options,
+    resume_options,
 )
 from napari_xview.errors import USER_ERRORS, error_message
 
@@ -91,7 +92,7 @@ def resolve_factor(args: argparse.Namespace, volumes) -> None:
     """Set ``args.factor`` from ``--target-spacing`` and the scans' slice spacing."""
     from napari_xview.grid import factor_for_spacing
 
-    if args.factor is not None:
+    if args.factor is not None or args.target_spacing is None:
         return
     factors = {factor_for_spacing(volume.spacing[0], args.target_spacing) for volume in volumes}
     if len(factors) > 1:
@@ -209,26 +210,34 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = No
                  checkpoint_path: str | None = None):
     """A new trainer from the command line, or with ``--resume`` the stopped run continued.
 
-    A resumed run keeps its saved configuration but this session's runtime settings
-    (:func:`~napari_xview.cli.parser.runtime_overrides`), applied before the trainer sets
-    the threads and resolves the device.
+    A resumed run keeps its saved configuration but takes this session's runtime options and
+    a new budget (:meth:`~napari_xview.config.Config.resumed`), applied before the trainer
+    sets the threads and resolves the device.
     """
     from napari_xview.engine import Trainer, load_model
     from napari_xview.engine.distributed import init_from_environment
 
-    init_from_environment(args.device)  # joins torchrun's process group, if any
-    config = train_config_from(args, degradation)
+    init_from_environment(given_options(args).get("runtime.device", "auto"))  # torchrun's group
     if getattr(args, "resume", None):
         trainer = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
-                                          overrides=runtime_overrides(args))
-        check_saved_model(args.resume, trainer.model_config, args, "--resume")
+                                          overrides=resume_options(args))
+        check_saved_model(args.resume, trainer.model, args, "--resume")
         return trainer
     if getattr(args, "init", None):
         model = load_model(args.init)
-        check_saved_model(args.init, model.config, args, "--init")
-        return Trainer(volumes, model.config, config, checkpoint_path=checkpoint_path,
-                       model=model)
-    return Trainer(volumes, model_config_from(args), config, checkpoint_path=checkpoint_path)
+        check_saved_model(args.init, model, args, "--init")
+        config = config_from(args, model.training_config(), degradation)
+        return Trainer(volumes, config, checkpoint_path=checkpoint_path, model=model)
+    require_factor(args)
+    return Trainer(volumes, config_from(args, degradation=degradation),
+                   checkpoint_path=checkpoint_path)
+
+
+def require_factor(args: argparse.Namespace) -> None:
+    """Refuse a new model without a factor, naming the three ways to give one."""
+    if file_choice(args, "factor") is None:
+        raise ValueError("a new model needs its factor: give --factor (or -r), "
+                         "--target-spacing, or factor in the --config file")
 
 
 def check_saved_model(path: str, saved, args: argparse.Namespace, option: str) -> None:
@@ -240,14 +249,15 @@ def check_saved_model(path: str, saved, args: argparse.Namespace, option: str) -
     from napari_xview.engine.model import CheckpointError
 
     differences = []
-    if args.factor is not None and int(args.factor) != saved.factor:
-        differences.append(f"factor {saved.factor}, not {args.factor}")
-    if args.preset is not None and args.preset != saved.preset:
-        differences.append(f"preset {saved.preset!r}, not {args.preset!r}")
+    factor, preset = file_choice(args, "factor"), file_choice(args, "preset")
+    if factor is not None and int(factor) != saved.factor:
+        differences.append(f"factor {saved.factor}, not {factor}")
+    if preset is not None and preset != saved.preset_name:
+        differences.append(f"preset {saved.preset_name!r}, not {preset!r}")
     if differences:
         raise CheckpointError(
             f"{option} {path} was trained for {'; '.join(differences)}: give the same "
-            f"settings (--factor {saved.factor}, and --preset {saved.preset} or none), or "
+            f"settings (--factor {saved.factor}, and --preset {saved.preset_name} or none), or "
             "start a new run")
 
 
@@ -399,14 +409,16 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from napari_xview.evaluate import prepare_evaluation, sample_ground_truth, training_degradation
     from napari_xview.io.atomic import ensure_folder, write_text
 
-    if args.factor is None:
-        raise ValueError("evaluate needs --factor: the ground truth is thinned by r")
-    truth = (sample_ground_truth(args.factor) if args.sample
+    factor = file_choice(args, "factor")
+    if factor is None:
+        raise ValueError("evaluate needs --factor (or factor in the --config file): the "
+                         "ground truth is thinned by r")
+    truth = (sample_ground_truth(factor) if args.sample
              else load_inputs([args.input], sample=False)[0])
-    train_config = train_config_from(args, degradation=training_degradation(args.degradation))
-    init = load_model(args.init, factor=args.factor) if args.init else None
-    setup = prepare_evaluation(truth, model_config_from(args), train_config,
-                               degradation=args.degradation, init=init)
+    init = load_model(args.init, factor=factor) if args.init else None
+    config = config_from(args, init.training_config() if init is not None else None,
+                         degradation=training_degradation(args.degradation))
+    setup = prepare_evaluation(truth, config, degradation=args.degradation, init=init)
     finished = run_training(setup.trainer, label="train (degraded input only)")
     if args.save_model:
         save_model(finished.model, args.save_model)
@@ -419,8 +431,30 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_options(args: argparse.Namespace) -> int:
+    """Print every option of the resolved configuration, its value and what it does."""
+    import textwrap
+
+    from napari_xview.config import SECTIONS, option_help
+
+    config = config_from(args)
+    sys.stdout.write(f"# preset {config.preset}, r = {config.factor}: set any option with "
+                     "--set KEY=VALUE or in a --config TOML file\n")
+    for section, cls in SECTIONS.items():
+        sys.stdout.write(f"\n[{section}]\n")
+        for key, value in config.flat().items():
+            if key.startswith(f"{section}."):
+                name = key.split(".", 1)[1]
+                shown = "none" if value is None else value
+                sys.stdout.write(f"{key} = {shown}\n")
+                sys.stdout.write(textwrap.fill(option_help(cls, name), width=96,
+                                               initial_indent="    ",
+                                               subsequent_indent="    ") + "\n")
+    return 0
+
+
 COMMANDS = {"train": command_train, "synthesize": command_synthesize, "run": command_run,
-            "evaluate": command_evaluate}
+            "evaluate": command_evaluate, "options": command_options}
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:

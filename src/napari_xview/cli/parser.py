@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from napari_xview import __version__
 from napari_xview.config import (
     DEFAULT_PRESET,
     DEGRADATIONS,
     ENSEMBLE_PASSES,
-    MODEL_PRESETS,
+    NETWORK_SETS,
+    PRESETS,
     RECIPES,
     SIMULATIONS,
     SLICE_PROFILES,
     SYNTHESIS_PRECISIONS,
-    VIEW_SETS,
-    ModelConfig,
-    TrainConfig,
-    train_config_for,
+    Config,
+    read_config_file,
+    resolve,
 )
+from napari_xview.config.configuration import assignments, flatten
 from napari_xview.io.window import OUTPUT_DTYPES
 
 
@@ -49,37 +51,66 @@ def _add_output_grid(parser: argparse.ArgumentParser) -> None:
                              "tissue)")
 
 
+#: The named training options of the command line and the option each sets; ``--set`` and
+#: ``--config`` reach every option (``napari-xview options`` lists them).
+NAMED_OPTIONS = {
+    "steps": "optimisation.steps", "minutes": "optimisation.minutes",
+    "seed": "optimisation.seed", "lr": "optimisation.lr",
+    "batch_size": "optimisation.batch_size", "stage1_fraction": "optimisation.stage1_fraction",
+    "recipe": "objective.recipe", "gamma": "objective.gamma",
+    "n_incremental": "objective.n_incremental", "model_views": "model.networks",
+    "train_degradation": "data.degradation", "slice_profile": "data.slice_profile",
+    "pint_lines": "data.pint_lines", "volumes_in_memory": "data.volumes_in_memory",
+    "device": "runtime.device", "threads": "runtime.num_threads",
+    "checkpoint_every": "runtime.checkpoint_every",
+}
+#: The ``--no-...`` switches and the option each turns off.
+SWITCHES_OFF = {"no_amp": "runtime.amp", "no_cross_view": "ablation.cross_view",
+                "no_cmd_coronal": "ablation.use_cmd_coronal",
+                "no_cmd_sagittal": "ablation.use_cmd_sagittal",
+                "no_wavelet": "ablation.use_wavelet", "no_memory": "model.use_memory"}
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    grid = parser.add_mutually_exclusive_group(required=True)
+    defaults = Config()
+    grid = parser.add_mutually_exclusive_group()
     grid.add_argument("--factor", "-r", type=int, help="slices per input gap, r")
     grid.add_argument("--target-spacing", type=float, metavar="MM",
                       help="slice spacing of the result in mm, instead of --factor: the model "
                            "is trained for the smallest factor r with spacing / r <= MM and "
                            "its grid interpolated onto MM (e.g. 2.5 mm -> 1 mm: r = 3)")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS),
+    parser.add_argument("--preset", choices=list(PRESETS),
                         help="networks and training settings: pixelwise (PInt alone, the "
                              "best on a CPU), distill (PInt taught in-plane, then distilled "
                              "into SInt-A and back), lite (both networks, CPU-sized) or paper "
                              f"(sections 3.1 and 4.1); default {DEFAULT_PRESET}, or the "
                              "preset of the model given to --resume or --init")
+    parser.add_argument("--config", metavar="TOML",
+                        help="options from a TOML file (preset, factor, and [section] tables "
+                             "such as [optimisation] lr = 3e-4); the command line's options "
+                             "go on top")
+    parser.add_argument("--set", dest="set_options", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="set any option, e.g. --set optimisation.lr=3e-4 or --set "
+                             "gamma=0.2 (repeatable; `napari-xview options` lists them)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training budget in optimisation steps")
     budget.add_argument("--minutes", type=float, help="training budget in wall-clock minutes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--init", metavar="MODEL",
                         help="start from this trained model (same factor) instead of new "
                              "networks: fine-tune it on these scans")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, help=f"default {defaults.optimisation.seed}")
     parser.add_argument("--recipe", choices=RECIPES,
-                        help="paper: section 3.2 as written; inplane: PInt also learns from "
-                             "in-plane pairs at the true scale; inplane-only: PInt learns from "
-                             "them alone; inplane-distill: then teaches SInt-A in stage 2 "
+                        help="downsampled: section 3.2 as written; inplane: PInt also learns "
+                             "from in-plane pairs at the true scale; inplane-only: PInt learns "
+                             "from them alone; inplane-distill: then teaches SInt-A in stage 2 "
                              "(default: the preset's)")
-    parser.add_argument("--model-views", choices=VIEW_SETS,
-                        help="all: SInt-A and PInt fused by eq. (7), as the paper; pixelwise: "
-                             "PInt alone, mean of its coronal and sagittal results (default: "
-                             "the preset's)")
+    parser.add_argument("--model-views", choices=(*NETWORK_SETS, "all", "pixelwise"),
+                        help="networks of the model: both (SInt-A and PInt fused by eq. (7), as "
+                             "the paper; also 'all') or pint (PInt alone, the mean of its "
+                             "coronal and sagittal results; also 'pixelwise'); default: the "
+                             "preset's")
     parser.add_argument("--train-degradation", choices=DEGRADATIONS,
                         help="how training pairs are degraded along z: profile (the scan's "
                              "own slice thickness and profile), direct (point samples, the "
@@ -87,24 +118,24 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                              "the simulation's where it is direct or blur-noise)")
     parser.add_argument("--slice-profile", choices=SLICE_PROFILES,
                         help="shape of the scan's slice profile with --train-degradation "
-                             f"profile (default {defaults.slice_profile})")
+                             f"profile (default {defaults.data.slice_profile})")
     parser.add_argument("--gamma", type=float, help="share of voxels in the cross-view losses, "
-                                                    f"eqs (11)-(12) (default {defaults.gamma})")
+                                                    "eqs (11)-(12) (default: the preset's)")
     parser.add_argument("--n-incremental", type=int,
-                        help="N, incremental interpolation rounds "
-                             f"(default {defaults.n_incremental})")
+                        help="N, incremental interpolation rounds (default: the preset's)")
     parser.add_argument("--stage1-fraction", type=float,
                         help="share of the budget for stage 1, internal learning only "
-                             f"(default {defaults.stage1_fraction})")
+                             "(default: the preset's)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
     parser.add_argument("--pint-lines", type=int,
                         help="coronal/sagittal images per crop for PInt (0: all; default: the "
                              "preset's)")
-    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument("--batch-size", type=int, help="crops per step (default: the preset's)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     parser.add_argument("--checkpoint-every", type=int,
-                        help=f"steps between checkpoints (default {defaults.checkpoint_every})")
+                        help="steps between checkpoints (default "
+                             f"{defaults.runtime.checkpoint_every})")
     ablation = parser.add_argument_group("ablations (Table 3 of the paper)")
     ablation.add_argument("--no-cross-view", action="store_true",
                           help="stage 1 only: without L_c^cmd and L_s^cmd")
@@ -202,56 +233,69 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
     evaluate.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     evaluate.add_argument("--save-model", metavar="PATH")
+
+    options = commands.add_parser(
+        "options", help="list every option (for --set and --config) with its value")
+    options.add_argument("--preset", choices=list(PRESETS),
+                         help=f"the preset to show (default {DEFAULT_PRESET})")
+    options.add_argument("--factor", "-r", type=int, help="the factor r (default 4)")
+    options.add_argument("--config", metavar="TOML", help="options from a TOML file")
+    options.add_argument("--set", dest="set_options", action="append", default=[],
+                         metavar="KEY=VALUE", help="set an option (repeatable)")
     return parser
 
 
 # --------------------------------------------------------------------------- settings
-def model_config_from(args: argparse.Namespace) -> ModelConfig:
-    """The preset's networks for ``--factor``, with ``--no-memory`` and ``--model-views``."""
-    overrides = {"use_memory": False} if args.no_memory else {}
-    if args.model_views is not None:
-        overrides["views"] = args.model_views
-    return ModelConfig.from_preset(args.preset or DEFAULT_PRESET, args.factor, **overrides)
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the command line sets, as dotted keys: ``--config`` first, then the named
+    options and switches, then ``--set`` (the last word wins). ``preset`` and ``factor`` of
+    the file are left out (:func:`config_from` reads them)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        from_file = read_config_file(args.config)
+        options.update(flatten({key: value for key, value in from_file.items()
+                                if key not in ("preset", "factor")}))
+    for name, key in NAMED_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            options[key] = value
+    if getattr(args, "pint_lines", None) == 0:  # 0 asks for every image, which is none
+        options["data.pint_lines"] = None
+    options.update({key: False for name, key in SWITCHES_OFF.items()
+                    if getattr(args, name, False)})
+    options.update(assignments(getattr(args, "set_options", [])))
+    return options
 
 
-def train_config_from(args: argparse.Namespace, degradation: str | None = None) -> TrainConfig:
-    """The preset's training settings, with what the command line gave on top.
+def file_choice(args: argparse.Namespace, name: str) -> Any:
+    """``--preset`` / ``--factor`` from the command line, else from the ``--config`` file."""
+    value = getattr(args, name, None)
+    if value is None and getattr(args, "config", None):
+        value = read_config_file(args.config).get(name)
+    return value
 
-    ``degradation`` replaces the preset's when ``--train-degradation`` is not given.
+
+def config_from(args: argparse.Namespace, base: Config | None = None,
+                degradation: str | None = None) -> Config:
+    """The configuration the command line describes: :func:`~napari_xview.config.resolve`
+    of its preset and factor with :func:`given_options` on top.
+
+    ``base`` replaces the preset's configuration when no ``--preset`` is given (the
+    configuration a model given to ``--init`` was trained with); ``degradation`` replaces the
+    preset's training degradation when no option sets it (evaluate's simulation).
     """
-    given = dict(
-        steps=args.steps, minutes=args.minutes, recipe=args.recipe, gamma=args.gamma,
-        n_incremental=args.n_incremental, stage1_fraction=args.stage1_fraction, lr=args.lr,
-        batch_size=args.batch_size, num_threads=args.threads,
-        checkpoint_every=args.checkpoint_every, slice_profile=args.slice_profile,
-        degradation=args.train_degradation or degradation,
-        volumes_in_memory=getattr(args, "volumes_in_memory", None),
-    )
-    switches = dict(amp=args.no_amp, cross_view=args.no_cross_view,
-                    use_cmd_coronal=args.no_cmd_coronal, use_cmd_sagittal=args.no_cmd_sagittal,
-                    use_wavelet=args.no_wavelet)
-    overrides = {key: value for key, value in given.items() if value is not None}
-    overrides.update({key: False for key, off in switches.items() if off})
-    if args.pint_lines is not None:  # 0 asks for every image, which TrainConfig calls None
-        overrides["pint_lines"] = args.pint_lines or None
-    return train_config_for(args.preset or DEFAULT_PRESET, seed=args.seed, device=args.device,
-                            **overrides)
+    options = given_options(args)
+    if degradation is not None:
+        options.setdefault("data.degradation", degradation)
+    preset, factor = file_choice(args, "preset"), file_choice(args, "factor")
+    if base is not None and preset is None:
+        if factor is not None:
+            options["model.factor"] = factor
+        return base.replace(options)
+    return resolve(preset, factor, options)
 
 
-
-
-def runtime_overrides(args: argparse.Namespace) -> dict:
-    """The settings of this session that a resumed run takes from the command line.
-
-    The device, the CPU threads, mixed precision and the checkpoint interval belong to the
-    machine and the session, not to the run: a checkpoint's saved values give way to these.
-    A budget given again (``--steps`` or ``--minutes``) replaces the saved one.
-    """
-    overrides = {"device": args.device, "amp": not args.no_amp}
-    if args.threads is not None:
-        overrides["num_threads"] = args.threads
-    if args.checkpoint_every is not None:
-        overrides["checkpoint_every"] = args.checkpoint_every
-    if args.steps is not None or args.minutes is not None:
-        overrides.update(steps=args.steps, minutes=args.minutes)
-    return overrides
+def resume_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a resumed run takes from this command line (``Config.resumed`` refuses
+    all but the runtime section and the budget, with the way out)."""
+    return given_options(args)

@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import Config
 from napari_xview.engine.events import Event
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.engine.trainer import Trainer
 from napari_xview.io import Volume
 
 
-def train(volumes: Volume | Sequence[Volume], model_config: ModelConfig | None = None,
-          train_config: TrainConfig | None = None, *,
+def train(volumes: Volume | Sequence[Volume], config: Config | None = None, *,
           init: XViewModel | str | Path | None = None, **kwargs: Any) -> Iterator[Event]:
-    """Train on ``volumes`` and yield events: ``Trainer(volumes, ...).run()``.
+    """Train on ``volumes`` and yield events: ``Trainer(volumes, config, ...).run()``.
 
     Parameters
     ----------
+    volumes : Volume or sequence of Volume
+        The thick-slice scans to learn from.
+    config : Config, optional
+        From :func:`napari_xview.config.resolve` (default: the default preset at r = 4; with
+        ``init``, the configuration the model was trained with).
     init : XViewModel or path-like, optional
         Start from this trained model (fine-tuning; a model trained on a collection is the
-        natural start): its networks and factor, the training settings of ``train_config``.
+        natural start): its networks and factor, trained with the other sections of
+        ``config``.
     **kwargs
         Passed to :class:`Trainer` (``checkpoint_path``).
     """
     if init is not None:
         model = init if isinstance(init, XViewModel) else load_model(init)
-        if model_config is not None:
-            model.check_factor(model_config.factor)
-            if model_config != model.config:
-                raise ValueError("init is a model of other sizes than model_config: leave "
-                                 "model_config out to fine-tune the model as it is")
+        if config is None:
+            config = model.training_config()
+        else:
+            model.check_factor(config.model.factor)
+            config = dataclasses.replace(config, model=model.config)
         kwargs["model"] = model
-        model_config = model.config
-    return Trainer(volumes, model_config, train_config, **kwargs).run()
-
+    return Trainer(volumes, config, **kwargs).run()

@@ -13,16 +13,16 @@ carries PInt's true-scale detail into SInt-A, and SInt-A's axial context back to
 the two agree. It differs in three ways, each documented in docs/method.md:
 
 * the slices a round copies from its input (at n = 1 the acquired slices, returned unchanged
-  by SInt-A) are left out of T(gamma) and of the mean (``TrainConfig.cmd_skip_copied``):
+  by SInt-A) are left out of T(gamma) and of the mean (``objective.cmd_skip_copied``):
   there the difference measures only how well PInt reproduces its input, and those
   near-zero differences took up to half of the gamma share, leaving SInt-A little gradient;
 * L^com and L^sep (equations (13)-(14)) are those of SInt-A's pass over the l - 1 pairs of
   slices of V (round 1), as the equations' sums over ``i = 1 .. l - 1`` say;
-* optionally (``TrainConfig.teacher_refresh``) PInt's round-1 results on the whole scan are
+* optionally (``objective.teacher_refresh``) PInt's round-1 results on the whole scan are
   stored (:class:`TeacherViews`), so that SInt-A is compared with PInt on every voxel of its
   crop while PInt runs with gradients on ``pint_lines`` images only: where PInt ran, the
   stored values are replaced by its live (differentiable) output;
-* optionally (``TrainConfig.teach_gamma``) the two directions have their own share: SInt-A
+* optionally (``objective.teach_gamma``) the two directions have their own share: SInt-A
   learns from PInt on the ``teach_gamma`` share of voxels (1: all of them), PInt from SInt-A
   on the ``gamma`` share where they agree best. With one top-gamma loss for both, SInt-A,
   which has no other loss here, is left free on the voxels where it disagrees most, and on a
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_xview.config import TrainConfig
+from napari_xview.config import Config
 from napari_xview.engine.device import autocast_for
 from napari_xview.engine.synthesis import _synthesize_pixelwise
 from napari_xview.losses import consistency_loss
@@ -55,27 +55,27 @@ def synthesised_slices(n_slices: int, factor: int, device: Any = None) -> torch.
 
 
 def paper_cross_view_terms(model, crops: torch.Tensor, rows: Any, cols: Any,
-                           config: TrainConfig, device: torch.device) -> dict[str, torch.Tensor]:
+                           config: Config, device: torch.device) -> dict[str, torch.Tensor]:
     """Incremental cross-view mutual distillation as section 3.2.2 writes it.
 
     L_c^n and L_s^n (equations (11)-(12)) compare the axial result of round n with each
     pixel-wise result on every voxel of the crops (PInt's images restricted to ``rows`` and
-    ``cols``, see ``TrainConfig.pint_lines``); L^cmd averages them over n.
+    ``cols``, see ``data.pint_lines``); L^cmd averages them over n.
     """
     axial, coronal, sagittal = crops, crops[:, :, rows], crops[..., cols]
-    use_c, use_s = config.use_cmd_coronal, config.use_cmd_sagittal
+    use_c, use_s = config.ablation.use_cmd_coronal, config.ablation.use_cmd_sagittal
     cmd_c, cmd_s = [], []
-    for _ in range(config.n_incremental):
-        with autocast_for(device, config.amp):
+    for _ in range(config.objective.n_incremental):
+        with autocast_for(device, config.runtime.amp):
             axial, _ = axial_upsample(model.sint, axial)
             coronal = coronal_upsample(model.pint, coronal) if use_c else None
             sagittal = sagittal_upsample(model.pint, sagittal) if use_s else None
         if use_c:
             cmd_c.append(consistency_loss(axial[:, :, rows].float(), coronal.float(),
-                                          config.gamma))
+                                          config.objective.gamma))
         if use_s:
             cmd_s.append(consistency_loss(axial[..., cols].float(), sagittal.float(),
-                                          config.gamma))
+                                          config.objective.gamma))
     return _averaged(cmd_c, cmd_s)
 
 
@@ -103,18 +103,18 @@ def _with_live_lines(stored: torch.Tensor | None, live: torch.Tensor, lines: Any
     return merged
 
 
-def _mutual(axial: torch.Tensor, pixelwise: torch.Tensor, config: TrainConfig,
+def _mutual(axial: torch.Tensor, pint_view: torch.Tensor, config: Config,
             mask: torch.Tensor | None) -> torch.Tensor:
     """L^n of one view: equation (11) or (12), one loss for both directions (the paper), or
-    with ``config.teach_gamma`` set, SInt-A learning from PInt on the ``teach_gamma`` share
-    and PInt learning back from SInt-A on the ``gamma`` share where they agree best."""
-    if config.teach_gamma is None:
-        return consistency_loss(axial, pixelwise, config.gamma, mask)
-    return (consistency_loss(axial, pixelwise.detach(), config.teach_gamma, mask)
-            + consistency_loss(axial.detach(), pixelwise, config.gamma, mask))
+    with ``objective.teach_gamma`` set, SInt-A learning from PInt on the ``teach_gamma``
+    share and PInt learning back from SInt-A on the ``gamma`` share where they agree best."""
+    if config.objective.teach_gamma is None:
+        return consistency_loss(axial, pint_view, config.objective.gamma, mask)
+    return (consistency_loss(axial, pint_view.detach(), config.objective.teach_gamma, mask)
+            + consistency_loss(axial.detach(), pint_view, config.objective.gamma, mask))
 
 
-def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config: TrainConfig,
+def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config: Config,
                        device: torch.device,
                        teacher: tuple[torch.Tensor, torch.Tensor] | None = None
                        ) -> dict[str, torch.Tensor]:
@@ -128,7 +128,7 @@ def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config:
         ``(B, L, P, P)`` crops of the scan on ``device``, [0, 1].
     rows, cols : slice or Tensor
         The rows y (coronal images) and columns x (sagittal images) PInt runs on.
-    config : TrainConfig
+    config : Config
         gamma, ``teach_gamma``, N (``n_incremental``), ``cmd_skip_copied``, the view switches
         and ``amp``.
     teacher : (Tensor, Tensor), optional
@@ -143,12 +143,12 @@ def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config:
         "com" and "sep" of round 1 (the l - 1 slice pairs of V).
     """
     axial, coronal, sagittal = crops, crops[:, :, rows], crops[..., cols]
-    use_c, use_s = config.use_cmd_coronal, config.use_cmd_sagittal
+    use_c, use_s = config.ablation.use_cmd_coronal, config.ablation.use_cmd_sagittal
     factor = model.config.factor
     cmd_c, cmd_s = [], []
     terms: dict[str, torch.Tensor] = {}
-    for n in range(1, config.n_incremental + 1):
-        with autocast_for(device, config.amp):
+    for n in range(1, config.objective.n_incremental + 1):
+        with autocast_for(device, config.runtime.amp):
             axial, memory = axial_upsample(model.sint, axial)
             coronal = coronal_upsample(model.pint, coronal) if use_c else None
             sagittal = sagittal_upsample(model.pint, sagittal) if use_s else None
@@ -156,7 +156,7 @@ def distillation_terms(model, crops: torch.Tensor, rows: Any, cols: Any, config:
             terms["com"] = memory.compactness.float()
             terms["sep"] = memory.separateness.float()
         mask = (synthesised_slices(axial.shape[1], factor, axial.device)[None, :, None, None]
-                if config.cmd_skip_copied else None)
+                if config.objective.cmd_skip_copied else None)
         stored_c, stored_s = teacher if (teacher is not None and n == 1) else (None, None)
         if use_c:
             if stored_c is None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from napari_xview.config import TrainConfig
+from napari_xview.config import Config
 from napari_xview.degrade import degrade_axis_torch
 from napari_xview.engine.sampling import window_start
 from napari_xview.engine.store import VolumeStore
@@ -69,8 +69,8 @@ class InplanePairSampler:
         ``(dz, dy, dx)`` of each volume, in mm.
     geometries : list of SliceGeometry, optional
         Each volume's slice geometry; its profile on the ``dz / r`` grid degrades the rows
-        when ``config.degradation`` is "profile" (required then).
-    config : TrainConfig
+        when ``config.data.degradation`` is "profile" (required then).
+    config : Config
         ``inplane_images`` pairs per step, ``crop_slices`` rows of the degraded image,
         ``patch_size`` columns, ``central_size`` and the degradation model.
     factor : int
@@ -87,12 +87,12 @@ class InplanePairSampler:
     """
 
     def __init__(self, volumes: VolumeStore, spacings: Sequence[Sequence[float]],
-                 config: TrainConfig, factor: int,
+                 config: Config, factor: int,
                  geometries: Sequence[SliceGeometry] | None = None,
                  held_out: Sequence[Sequence[int]] | None = None):
         self.factor = factor
         self.config = config
-        self.by_profile = config.degradation == "profile"
+        self.by_profile = config.data.degradation == "profile"
         if self.by_profile and geometries is None:
             raise ValueError("the 'profile' degradation needs each volume's slice geometry")
         if geometries is None:
@@ -106,7 +106,7 @@ class InplanePairSampler:
         self.slices: dict[int, tuple[float, float, float]] = {}
         self.kernels: dict[int, object] = {}
         self.allowed: dict[int, torch.Tensor | None] = {}
-        rows_low = config.crop_slices
+        rows_low = config.data.crop_slices
         self.target_rows = factor * (rows_low - 1) + 1
         for index, (shape, spacing, geometry, excluded) in enumerate(
                 zip(volumes.shapes, spacings, geometries, held_out, strict=True)):
@@ -128,7 +128,7 @@ class InplanePairSampler:
                 f"in-plane pixels are too coarse (or slices too small) for factor {factor}: "
                 f"in-plane pairs need pixels no larger than dz / r; here the finest is "
                 f"{finest:.3f} * dz")
-        self.columns = config.patch_size
+        self.columns = config.data.patch_size
 
     def _resampled_slice(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """A random axial slice, maybe transposed, with rows dz / r apart (anti-aliased), and
@@ -160,13 +160,13 @@ class InplanePairSampler:
         are; from anywhere when ``central_size`` is None)."""
         rows, cols = self.target_rows, min(self.columns, image.shape[1])
         top = window_start(image.shape[0], rows, None, generator)
-        left = window_start(image.shape[1], cols, self.config.central_size, generator)
+        left = window_start(image.shape[1], cols, self.config.data.central_size, generator)
         return image[top:top + rows, left:left + cols]
 
     def sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(degraded (N, 1, l, P), target (N, 1, r (l - 1) + 1, P))`` for N pairs."""
         targets, sources = [], []
-        for _ in range(self.config.inplane_images):
+        for _ in range(self.config.data.inplane_images):
             image, source = self._resampled_slice(generator)
             targets.append(self._crop(image, generator))
             sources.append(source)
@@ -184,6 +184,6 @@ class InplanePairSampler:
                 degrade_axis_torch(target[i:i + 1], self.factor, 2, mode="profile",
                                    weights=self.kernels[source])
                 for i, source in enumerate(sources)])
-        return degrade_axis_torch(target, self.factor, 2, mode=self.config.degradation,
-                                  blur_fwhm=self.config.blur_fwhm,
-                                  noise_sigma=self.config.noise_sigma, generator=generator)
+        return degrade_axis_torch(target, self.factor, 2, mode=self.config.data.degradation,
+                                  blur_fwhm=self.config.data.blur_fwhm,
+                                  noise_sigma=self.config.data.noise_sigma, generator=generator)

@@ -7,6 +7,7 @@ with ``torch.load(..., weights_only=True)``, so that opening a model file cannot
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -19,7 +20,14 @@ import torch
 from torch import nn
 
 from napari_xview import __version__
-from napari_xview.config import ModelConfig, TrainConfig
+from napari_xview.config import (
+    PRESETS,
+    Config,
+    ModelConfig,
+    RuntimeConfig,
+    resolve,
+    upgrade_model_dict,
+)
 from napari_xview.io.atomic import atomic_file, ensure_folder
 from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
 from napari_xview.profiles import SliceGeometry
@@ -37,10 +45,12 @@ class CheckpointError(ValueError):
 class XViewModel:
     """SInt-A and the shared PInt network (section 3.1), bound to one :class:`ModelConfig`.
 
-    ``sint`` is None for a model with ``views="pixelwise"`` (PInt alone). ``geometry`` is the
+    ``sint`` is None for a model with ``networks="pint"`` (PInt alone). ``geometry`` is the
     slice geometry (spacing, thickness, profile) of the scan the model learnt to undo; None for
     an untrained model or a checkpoint written before it was recorded. ``self_check`` is the
     last self-check of its training (``SelfCheck.to_dict()``, :mod:`.selfcheck`), or None.
+    ``training`` is the configuration it was trained with, runtime section aside (saved with
+    it), and ``preset`` the preset's name where only that is known (files of earlier versions).
     """
 
     config: ModelConfig
@@ -48,12 +58,29 @@ class XViewModel:
     pint: PixelInterpNet
     geometry: SliceGeometry | None = None
     self_check: dict[str, Any] | None = None
+    training: Config | None = None
+    preset: str | None = None
 
     @classmethod
     def create(cls, config: ModelConfig) -> XViewModel:
         """Freshly initialised networks (seed torch beforehand for reproducibility)."""
         sint, pint = build_models(config)
-        return cls(config, sint if config.views == "all" else None, pint)
+        return cls(config, sint if config.has_axial else None, pint)
+
+    def training_config(self) -> Config:
+        """The configuration to go on training these networks with (fine-tuning): the one
+        they were trained with, else their preset's (or the default one) with their sizes."""
+        if self.training is not None:
+            return dataclasses.replace(self.training, model=self.config)
+        preset = resolve(self.preset if self.preset in PRESETS else None)
+        return dataclasses.replace(preset, model=self.config)
+
+    @property
+    def preset_name(self) -> str:
+        """The preset the model was trained from, "custom" where it is not known."""
+        if self.training is not None:
+            return self.training.preset
+        return self.preset or "custom"
 
     @property
     def has_axial(self) -> bool:
@@ -105,7 +132,7 @@ class XViewModel:
             # torch's first line names the network, the second what differs in it
             detail = " ".join(line.strip() for line in str(error).splitlines()[:2])
             raise CheckpointError(
-                f"the weights in this checkpoint do not fit a {self.config.preset!r} model for "
+                f"the weights in this checkpoint do not fit a {self.preset_name!r} model for "
                 f"factor {self.factor}: {detail}") from error
 
     def check_factor(self, factor: int) -> None:
@@ -125,6 +152,10 @@ def checkpoint_dict(model: XViewModel, train_state: dict[str, Any] | None = None
         "model_config": model.config.to_dict(),
         "model_state": model.state_dict(),
     }
+    if model.training is not None:
+        payload["config"] = model.training.to_dict()  # the runtime section left out
+    elif model.preset is not None:
+        payload["preset"] = model.preset
     if model.geometry is not None:
         payload["geometry"] = model.geometry.to_dict()
     if model.self_check is not None:
@@ -246,7 +277,8 @@ def check_payload(payload: Any, path: str | os.PathLike, resuming: bool = False)
     if "digest" in payload and payload["digest"] != payload_digest(payload):
         raise CheckpointError(f"{path} is corrupt: its content does not match the checksum "
                               "written with it (a damaged copy?); copy it again or retrain")
-    kinds = {"model_config": dict, "model_state": dict, "geometry": dict, "train_state": dict}
+    kinds = {"model_config": dict, "model_state": dict, "geometry": dict, "train_state": dict,
+             "config": dict}
     for key, kind in kinds.items():
         if key in payload and not isinstance(payload[key], kind):
             raise CheckpointError(f"{path}: {key!r} is a {type(payload[key]).__name__}, not a "
@@ -267,7 +299,7 @@ def check_payload(payload: Any, path: str | os.PathLike, resuming: bool = False)
                     f"{'missing' if value is None else repr(value)}: the file is corrupt; "
                     "load it as a model (without resuming) or start a new run")
         with refusing(path, "training configuration"):
-            TrainConfig.from_dict(state["config"])
+            Config.from_dict(state["config"])
 
 
 @contextlib.contextmanager
@@ -304,11 +336,16 @@ def model_from_checkpoint(payload: dict[str, Any], source: str | os.PathLike = "
                           ) -> XViewModel:
     """Rebuild the networks described by a checkpoint dictionary and load their weights."""
     try:
-        config = ModelConfig.from_dict(payload["model_config"])
+        sizes, preset = upgrade_model_dict(payload["model_config"])
+        config = ModelConfig.from_dict(sizes)
+        training = (Config.from_dict(payload["config"], RuntimeConfig())
+                    if isinstance(payload.get("config"), dict) else None)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"the model configuration in the checkpoint is invalid: {error}") \
             from error
     model = XViewModel.create(config)
+    model.training = None if training is None else dataclasses.replace(training, model=config)
+    model.preset = payload.get("preset", preset)
     model.load_state_dict(payload["model_state"])
     bad = non_finite_weight(model)
     if bad is not None:

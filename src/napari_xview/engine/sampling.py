@@ -1,5 +1,5 @@
 """Training crops: random 15-slice windows of 128 x 128 patches from the central region
-(from the whole slice when ``TrainConfig.central_size`` is None).
+(from the whole slice when ``data.central_size`` is None).
 
 Section 4.1: "we only use central 256*256 regions of CT slices, which are further decomposed
 into 128x128 patches. Each training volume is composed of 15 slices." Volumes smaller than that
@@ -12,36 +12,36 @@ from collections.abc import Sequence
 
 import torch
 
-from napari_xview.config import TrainConfig
+from napari_xview.config import Config
 from napari_xview.degrade import degrade_z_torch
 from napari_xview.engine.store import VolumeStore
 from napari_xview.io import Volume
 from napari_xview.profiles import SliceGeometry
 
 
-def training_geometry(volume: Volume, config: TrainConfig) -> SliceGeometry:
+def training_geometry(volume: Volume, config: Config) -> SliceGeometry:
     """The slice geometry that ``config``'s degradation model assumes for ``volume``.
 
     "profile" reads the scan's own thickness (the stated one, else its spacing) with the
-    shape ``config.slice_profile``; "direct" is a point profile; "blur-noise" a Gaussian of
+    shape ``config.data.slice_profile``; "direct" is a point profile; "blur-noise" a Gaussian of
     FWHM ``blur_fwhm * dz`` (section 4.1's blur, as it acts at the scan's scale).
     """
     dz = volume.spacing[0]
-    if config.degradation == "profile":
-        return SliceGeometry(dz, volume.thickness, config.slice_profile)
-    if config.degradation == "blur-noise":
-        return SliceGeometry(dz, config.blur_fwhm * dz, "gaussian")
+    if config.data.degradation == "profile":
+        return SliceGeometry(dz, volume.thickness, config.data.slice_profile)
+    if config.data.degradation == "blur-noise":
+        return SliceGeometry(dz, config.data.blur_fwhm * dz, "gaussian")
     return SliceGeometry(dz, 0.0, "point")
 
 
-def degrade_crops(crops: torch.Tensor, sources: Sequence[int], config: TrainConfig,
+def degrade_crops(crops: torch.Tensor, sources: Sequence[int], config: Config,
                   factor: int, kernels: Sequence, generator: torch.Generator) -> torch.Tensor:
     """V_down of section 3.2.1 for each crop ``(B, L, P, P)``: by the configured degradation,
     or with "profile" by ``kernels[source]``, the profile that makes the slices of the crop's
     scan r times thicker (:meth:`~napari_xview.profiles.SliceGeometry.internal_kernel`)."""
-    if config.degradation != "profile":
-        return degrade_z_torch(crops, factor, mode=config.degradation,
-                               blur_fwhm=config.blur_fwhm, noise_sigma=config.noise_sigma,
+    if config.data.degradation != "profile":
+        return degrade_z_torch(crops, factor, mode=config.data.degradation,
+                               blur_fwhm=config.data.blur_fwhm, noise_sigma=config.data.noise_sigma,
                                generator=generator)
     return torch.cat([degrade_z_torch(crops[i:i + 1], factor, mode="profile",
                                       weights=kernels[source])
@@ -70,13 +70,13 @@ class CropSampler:
     ----------
     volumes : VolumeStore
         The scans on the [0, 1] scale; crops come from those in memory.
-    config : TrainConfig
+    config : Config
         ``batch_size``, ``crop_slices``, ``patch_size`` and ``central_size``.
     factor : int
         The factor r, which sets the fewest slices a crop may have.
     """
 
-    def __init__(self, volumes: VolumeStore, config: TrainConfig, factor: int):
+    def __init__(self, volumes: VolumeStore, config: Config, factor: int):
         needed = minimum_slices(factor)
         for index, shape in enumerate(volumes.shapes):
             if shape[0] < needed:
@@ -85,10 +85,10 @@ class CropSampler:
                     f"internal learning downsamples the scan by r along z and needs at least "
                     f"r + 1 = {needed} slices; use a smaller factor or a longer scan")
         self.volumes = volumes
-        self.batch_size = config.batch_size
-        self.slices = min(config.crop_slices, *(shape[0] for shape in volumes.shapes))
-        self.patch = min(config.patch_size, *(min(shape[1:]) for shape in volumes.shapes))
-        self.central = config.central_size
+        self.batch_size = config.optimisation.batch_size
+        self.slices = min(config.data.crop_slices, *(shape[0] for shape in volumes.shapes))
+        self.patch = min(config.data.patch_size, *(min(shape[1:]) for shape in volumes.shapes))
+        self.central = config.data.central_size
 
     def sample(self, generator: torch.Generator, slices: int | None = None,
                patch: int | None = None) -> torch.Tensor:

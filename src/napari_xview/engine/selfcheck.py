@@ -5,7 +5,7 @@ against, but the axial plane holds detail at the target scale: the in-plane pair
 :mod:`napari_xview.engine.inplane` (an axial slice resampled to rows ``dz / r`` apart, the
 target, and that image degraded along its rows like the scan's slices, the input). A seeded
 set of axial slices, spread evenly over z (one drawn in each of as many equal bands), is kept
-out of in-plane training (``TrainConfig.holdout_fraction``, 1/8 by default), and PInt is
+out of in-plane training (``data.holdout_fraction``, 1/8 by default), and PInt is
 scored on the pairs made from those slices, whole and in both orientations, with the same
 degradation as training, next to linear and cubic interpolation of the same degraded images.
 The difference is an estimate of the gain of PInt over interpolation on this scan.
@@ -25,7 +25,6 @@ estimate predicts the true gain where the truth is known.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 import warnings
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from napari_xview.baselines import interpolate_z
-from napari_xview.config import TrainConfig
+from napari_xview.config import Config
 from napari_xview.engine.device import autocast_for
 from napari_xview.engine.events import SelfCheck
 from napari_xview.engine.inplane import InplanePairSampler
@@ -170,23 +169,23 @@ class LiveSelfCheck:
 
     def run(self, trainer) -> SelfCheck:
         """Score ``trainer``'s PInt now; its model keeps the result (saved with it)."""
-        result = self.pairs.score(trainer.model.pint, trainer.device, trainer.config.amp,
+        result = self.pairs.score(trainer.model.pint, trainer.device, trainer.config.runtime.amp,
                                   trainer.step)
         self._last_at, self._last_cost = trainer.elapsed_s, result.seconds
         trainer.model.self_check = result.to_dict()
         return result
 
 
-def held_out_per_volume(shapes: Sequence[Sequence[int]], config: TrainConfig) -> list[list[int]]:
+def held_out_per_volume(shapes: Sequence[Sequence[int]], config: Config) -> list[list[int]]:
     """The held-out axial slices of each volume of ``shapes`` (the i-th seeded by
     ``seed + i``): of the first :data:`MAX_CHECKED_VOLUMES` only, so that the check's pairs,
     and the reads of a collection larger than memory, do not grow with the collection."""
-    return [held_out_slices(shape[0], config.holdout_fraction, config.seed + i)
+    return [held_out_slices(shape[0], config.data.holdout_fraction, config.optimisation.seed + i)
             if i < MAX_CHECKED_VOLUMES else [] for i, shape in enumerate(shapes)]
 
 
 def live_self_check(volumes: VolumeStore, spacings: Sequence[Sequence[float]],
-                    config: TrainConfig, factor: int, geometries,
+                    config: Config, factor: int, geometries,
                     held_out: Sequence[Sequence[int]]) -> LiveSelfCheck | None:
     """The self-check of a run, or None where none is possible (nothing held out, or
     in-plane pixels too coarse for the factor, which a warning says)."""
@@ -194,10 +193,10 @@ def live_self_check(volumes: VolumeStore, spacings: Sequence[Sequence[float]],
         return None
     try:
         # the check uses whole slices: only the pixel size matters, not the crop size
-        sampler = InplanePairSampler(volumes, spacings, dataclasses.replace(config, crop_slices=3),
+        sampler = InplanePairSampler(volumes, spacings, config.replace({"data.crop_slices": 3}),
                                      factor, geometries)
         held = [h if i in sampler.sources else [] for i, h in enumerate(held_out)]
-        return LiveSelfCheck(SelfCheckPairs(sampler, held, config.seed))
+        return LiveSelfCheck(SelfCheckPairs(sampler, held, config.optimisation.seed))
     except ValueError as reason:
         warnings.warn(f"no self-check: {reason}", stacklevel=3)
         return None

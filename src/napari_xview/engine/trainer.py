@@ -21,12 +21,7 @@ from typing import Any
 
 import torch
 
-from napari_xview.config import (
-    DEFAULT_PRESET,
-    ModelConfig,
-    TrainConfig,
-    default_train_config,
-)
+from napari_xview.config import Config, RuntimeConfig, resolve
 from napari_xview.engine import distributed
 from napari_xview.engine.crossview import (
     TeacherViews,
@@ -74,12 +69,11 @@ class Trainer:
     ----------
     volumes : Volume, ScanFile or a sequence of them
         The scans to learn from (Hounsfield units), never modified; files are read when their
-        turn comes (``TrainConfig.volumes_in_memory``, :mod:`napari_xview.engine.store`).
-    model_config : ModelConfig, optional
-        Network sizes and factor r; the default preset at r = 4 when omitted.
-    train_config : TrainConfig, optional
-        Budget, losses and schedule; when omitted, the training settings of the model's preset
-        (``train_config_for(preset)``), or the paper's (section 4.1) for a custom model.
+        turn comes (``data.volumes_in_memory``, :mod:`napari_xview.engine.store`).
+    config : Config, optional
+        The networks, their training and the runtime settings (:func:`napari_xview.config.
+        resolve`); the default preset at r = 4 when omitted, or, with ``model``, the preset
+        the model was trained with, for its networks.
     checkpoint_path : path-like, optional
         Where resumable checkpoints are written (every ``checkpoint_every`` steps, on stop and
         at the end).
@@ -88,31 +82,33 @@ class Trainer:
 
     Examples
     --------
-    >>> trainer = Trainer(volume, ModelConfig.from_preset("lite", 4), TrainConfig(steps=500))
-    ... # doctest: +SKIP
+    >>> trainer = Trainer(volume, resolve("lite", 4, {"steps": 500}))  # doctest: +SKIP
     >>> for event in trainer.run():                                       # doctest: +SKIP
     ...     print(event)
     """
 
-    def __init__(self, volumes: Scans, model_config: ModelConfig | None = None,
-                 train_config: TrainConfig | None = None, *,
+    def __init__(self, volumes: Scans, config: Config | None = None, *,
                  checkpoint_path: str | Path | None = None, model: XViewModel | None = None):
-        self.model_config = model_config or (model.config if model is not None
-                                             else ModelConfig.from_preset(DEFAULT_PRESET, 4))
-        self.config = train_config or default_train_config(self.model_config)
+        if config is None:
+            config = resolve() if model is None else model.training_config()
+        self.config = config
+        #: The model section (the networks and the factor r)
+        self.model_config = config.model
         if model is not None and model.config != self.model_config:
-            raise ValueError("model and model_config describe different networks")
-        configure_cpu_threads(self.config.num_threads)
+            raise ValueError("the model's networks differ from the configuration's model "
+                             "section: fine-tune with the configuration of model."
+                             "training_config() (the model's own sizes)")
+        configure_cpu_threads(self.config.runtime.num_threads)
         self.rank, self.world_size = distributed.world()
-        self.device = resolve_device(distributed.device_for_rank(self.config.device))
+        self.device = resolve_device(distributed.device_for_rank(self.config.runtime.device))
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
 
         volume_list = [volumes] if isinstance(volumes, Volume | ScanFile) else list(volumes)
         #: The scans on the [0, 1] scale, all in memory or a rotating few (``volumes_in_memory``)
         self.volumes = VolumeStore(volume_list, self.model_config.window,
-                                   in_memory=self.config.volumes_in_memory,
-                                   rotate_every=self.config.rotate_every,
-                                   seed=self.config.seed + 1_000_003 * self.rank)
+                                   in_memory=self.config.data.volumes_in_memory,
+                                   rotate_every=self.config.data.rotate_every,
+                                   seed=self.config.optimisation.seed + 1_000_003 * self.rank)
         self.sampler = CropSampler(self.volumes, self.config, self.model_config.factor)
         #: The slice geometry each scan is taken to have: what the degradation simulates.
         self.geometries = [training_geometry(v, self.config) for v in volume_list]
@@ -126,18 +122,19 @@ class Trainer:
                                           self.model_config.factor, self.geometries,
                                           self.held_out)
         #: PInt's stored results on the whole scans (recipe "inplane-distill", stage 2)
-        self.teacher = (TeacherViews(self.volumes, self.config.teacher_refresh)
+        self.teacher = (TeacherViews(self.volumes, self.config.objective.teacher_refresh)
                         if self.recipe == "inplane-distill"
-                        and self.config.teacher_refresh is not None else None)
+                        and self.config.objective.teacher_refresh is not None else None)
 
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.config.optimisation.seed)
         self.model = (model or XViewModel.create(self.model_config)).to(self.device)
-        # a model knows the scan it learnt (the first one of a collection)
+        # a model knows the scan it learnt (the first one of a collection) and its training
         self.model.geometry = self.geometries[0]
+        self.model.training = dataclasses.replace(config, runtime=RuntimeConfig())
         if self.world_size > 1:  # every rank starts from rank 0's networks
             distributed.broadcast_parameters(self.model.parameters(), [
                 b for module in self.model.modules() for b in module.buffers()])
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.optimisation.lr)
         # each rank its own crops: a seed of its own (rank 0 draws what one process draws)
         self.generator = torch.Generator().manual_seed(self._rank_seed(0))
         self.step = 0
@@ -148,28 +145,31 @@ class Trainer:
 
     def _inplane_sampler(self, spacings) -> InplanePairSampler | None:
         """In-plane pairs for PInt with the "inplane" recipe, where the pixels allow it."""
-        if self.config.recipe == "paper":
+        if self.config.objective.recipe == "downsampled":
             return None
         try:
             return InplanePairSampler(self.volumes, spacings, self.config,
                                       self.model_config.factor, self.geometries,
                                       held_out=self.held_out)
         except ValueError as reason:
-            warnings.warn(f"{reason}; training with the paper's recipe instead", stacklevel=3)
+            warnings.warn(f"{reason}; training with the paper's recipe (\"downsampled\") "
+                          f"instead", stacklevel=3)
             return None
 
     @property
     def recipe(self) -> str:
-        """The recipe actually used ("inplane" may have fallen back to "paper")."""
-        return self.config.recipe if self.inplane is not None else "paper"
+        """The recipe actually used ("inplane" may have fallen back to "downsampled")."""
+        return self.config.objective.recipe if self.inplane is not None else "downsampled"
 
     # ------------------------------------------------------------------ resuming
     @classmethod
-    def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume],
-                        train_config: TrainConfig | None = None, *,
+    def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume], *,
                         checkpoint_path: str | Path | None = None,
                         overrides: Mapping[str, Any] | None = None) -> Trainer:
         """Continue a run where it stopped: weights, memory bank, optimiser, step and RNG.
+
+        The run keeps its saved configuration, but not the runtime section, which belongs to
+        the machine and the session: it is the defaults, with ``overrides`` on top.
 
         Parameters
         ----------
@@ -177,14 +177,13 @@ class Trainer:
             A checkpoint written during training (it holds the training state).
         volumes : Volume or sequence of Volume
             The scans the run trains on.
-        train_config : TrainConfig, optional
-            Replaces the saved configuration; by default the saved one is used.
         checkpoint_path : str or pathlib.Path, optional
             Where checkpoints go on being written (by default, ``path`` itself).
         overrides : mapping, optional
-            Fields of the configuration replaced before the trainer resolves them: the
-            runtime settings of this session (``device``, ``num_threads``, ``amp``,
-            ``checkpoint_every``) or a longer budget (``steps``, ``minutes``).
+            Options of this session (``runtime.*``: device, threads, mixed precision,
+            checkpoint interval) or a new budget (``optimisation.steps`` or ``.minutes``),
+            applied before the trainer sets the threads and resolves the device. Other options
+            are refused: a resumed run is the run that stopped.
 
         Returns
         -------
@@ -197,13 +196,12 @@ class Trainer:
             raise CheckpointError(f"{path} holds a model but no training state, so training "
                                   f"cannot resume from it: start a new run with it as `model`")
         model = model_from_checkpoint(payload, path)
-        config = train_config or TrainConfig.from_dict(state["config"])
-        if train_config is None and "holdout_fraction" not in state["config"]:
-            config = dataclasses.replace(config, holdout_fraction=0.0)  # it held none out
-        if overrides:
-            # before __init__, which sets the threads and resolves the device from the config
-            config = dataclasses.replace(config, **overrides)
-        trainer = cls(volumes, model.config, config,
+        saved = Config.from_dict(state["config"], RuntimeConfig())
+        if "data" not in state["config"] and "holdout_fraction" not in state["config"]:
+            saved = saved.replace({"data.holdout_fraction": 0.0})  # it held none out
+        config = dataclasses.replace(saved, preset=model.preset or saved.preset,
+                                     model=model.config).resumed(overrides or {})
+        trainer = cls(volumes, config,
                       checkpoint_path=checkpoint_path if checkpoint_path is not None else path,
                       model=model)
         restore_training(trainer._restore, state, path)
@@ -211,7 +209,7 @@ class Trainer:
 
     def _rank_seed(self, step: int) -> int:
         """Seed of this rank's generator: the configured seed on rank 0 of a fresh run."""
-        return self.config.seed + 1_000_003 * self.rank + step
+        return self.config.optimisation.seed + 1_000_003 * self.rank + step
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -272,33 +270,35 @@ class Trainer:
     # ------------------------------------------------------------------ budget
     def fraction(self) -> float:
         """Share of the budget used so far, in steps or in wall-clock time."""
-        if self.config.minutes is not None:
-            return min(1.0, self.elapsed_s / (60.0 * self.config.minutes))
-        return min(1.0, self.step / self.config.total_steps)
+        if self.config.optimisation.minutes is not None:
+            return min(1.0, self.elapsed_s / (60.0 * self.config.optimisation.minutes))
+        return min(1.0, self.step / self.config.optimisation.total_steps)
 
     @property
     def cross_view(self) -> bool:
         """Whether stage 2 runs: asked for, and the model has SInt-A to distil with."""
-        return self.config.cross_view and self.model.has_axial
+        return self.config.ablation.cross_view and self.model.has_axial
 
     def _stage1_done(self) -> bool:
         if not self.cross_view:
             return self.fraction() >= 1.0
-        if self.config.minutes is not None:
-            return self.fraction() >= self.config.stage1_fraction
-        return self.step >= round(self.config.stage1_fraction * self.config.total_steps)
+        budget = self.config.optimisation
+        if budget.minutes is not None:
+            return self.fraction() >= budget.stage1_fraction
+        return self.step >= round(budget.stage1_fraction * budget.total_steps)
 
     def _learning_rate(self) -> float:
         """Adam at ``lr``, decayed once by ``lr_decay`` after ``lr_decay_at`` of the budget."""
-        decayed = self.fraction() >= self.config.lr_decay_at
-        return self.config.lr * (self.config.lr_decay if decayed else 1.0)
+        adam = self.config.optimisation
+        decayed = self.fraction() >= adam.lr_decay_at
+        return adam.lr * (adam.lr_decay if decayed else 1.0)
 
     def _eta(self, steps_per_second: float) -> float | None:
-        if self.config.minutes is not None:
-            return max(0.0, 60.0 * self.config.minutes - self.elapsed_s)
+        if self.config.optimisation.minutes is not None:
+            return max(0.0, 60.0 * self.config.optimisation.minutes - self.elapsed_s)
         if steps_per_second <= 0:
             return None
-        return (self.config.total_steps - self.step) / steps_per_second
+        return (self.config.optimisation.total_steps - self.step) / steps_per_second
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[Event]:
@@ -316,7 +316,7 @@ class Trainer:
             if stage == 2 and (not self.cross_view or self.fraction() >= 1.0):
                 break
             yield StageStarted(stage, STAGE_NAMES[stage], self.step + 1,
-                               self.config.total_steps, str(self.device))
+                               self.config.optimisation.total_steps, str(self.device))
             stage_done = self._stage1_done if stage == 1 else (lambda: self.fraction() >= 1.0)
             while not stage_done():
                 self._running.wait()
@@ -341,7 +341,7 @@ class Trainer:
         yield Finished(self.step, stopped, self.elapsed_s, self.model, final_check)
 
     def _checkpoint_due(self) -> bool:
-        every = self.config.checkpoint_every
+        every = self.config.runtime.checkpoint_every
         return (self.checkpoint_path is not None and every > 0 and self.step % every == 0
                 and self.fraction() < 1.0)
 
@@ -361,8 +361,8 @@ class Trainer:
             if stop:
                 self._stop_requested.set()
         steps_per_second = 1.0 / seconds if seconds > 0 else 0.0
-        return Step(stage, self.step, self.config.total_steps, losses, lr, steps_per_second,
-                    self.elapsed_s, self._eta(steps_per_second), self.fraction())
+        return Step(stage, self.step, self.config.optimisation.total_steps, losses, lr,
+                    steps_per_second, self.elapsed_s, self._eta(steps_per_second), self.fraction())
 
     def train_step(self, stage: int) -> dict[str, float]:
         """One optimisation step of ``stage`` (1 or 2); returns each loss term as a float."""
@@ -379,7 +379,7 @@ class Trainer:
                                 self._internal_kernels, self.generator)
             crops, low = crops.to(self.device), low.to(self.device)
             terms = self._internal_terms(low, crops, axial=self.model.has_axial,
-                                         pixelwise=self.recipe != "inplane-only")
+                                         pint_views=self.recipe != "inplane-only")
         if self.inplane is not None:
             terms["int_p"] = self._inplane_term()
         if stage == 2 and self.cross_view:
@@ -389,7 +389,8 @@ class Trainer:
             {k: v for k, v in terms.items() if k.startswith("int_")},
             {k: v for k, v in terms.items() if k.startswith("cmd_")},
             {k: v for k, v in terms.items() if k in ("com", "sep")},
-            weight_cmd=self.config.weight_cmd, weight_memory=self.config.weight_memory)
+            weight_cmd=self.config.objective.weight_cmd,
+            weight_memory=self.config.objective.weight_memory)
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"training diverged at step {self.step + 1} (the loss is {float(total)}): "
@@ -399,8 +400,9 @@ class Trainer:
         total.backward()
         if self.world_size > 1:
             distributed.average_gradients(self.model.parameters())
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        clip = self.config.optimisation.grad_clip
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(total.detach())
@@ -413,34 +415,34 @@ class Trainer:
         independently, so a random subset of images gives exactly the losses of those
         images: an unbiased estimate of the full losses at a fraction of the cost.
         """
-        lines = self.config.pint_lines
+        lines = self.config.data.pint_lines
         if lines is None:
             return slice(None), slice(None)
         rows = torch.randperm(height, generator=self.generator)[:lines].sort().values
         cols = torch.randperm(width, generator=self.generator)[:lines].sort().values
         return rows.to(self.device), cols.to(self.device)
 
-    def _internal_terms(self, low: torch.Tensor, target: torch.Tensor, *, pixelwise: bool = True,
+    def _internal_terms(self, low: torch.Tensor, target: torch.Tensor, *, pint_views: bool = True,
                         axial: bool = True) -> dict[str, torch.Tensor]:
         """Single-view internal learning, equations (8)-(10), plus the memory losses.
 
         ``low`` is the crop degraded once more by r; ``target`` the crop itself, of which the
-        slices beyond the restored grid are neglected, as the paper says. ``pixelwise`` and
+        slices beyond the restored grid are neglected, as the paper says. ``pint_views`` and
         ``axial`` select which of the terms are computed.
         """
         rows, cols = self._line_subsets(low.shape[2], low.shape[3])
         target = target[:, :self.model_config.factor * (low.shape[1] - 1) + 1]
         terms = {}
         if axial:
-            with autocast_for(self.device, self.config.amp):
+            with autocast_for(self.device, self.config.runtime.amp):
                 restored_a, memory = axial_upsample(self.model.sint, low)
             terms["int_a"] = self._internal_loss(as_view_images(restored_a.float(), "axial"),
                                                  as_view_images(target, "axial"))
             if self.model_config.use_memory:
                 terms["com"] = memory.compactness.float()
                 terms["sep"] = memory.separateness.float()
-        if pixelwise:
-            with autocast_for(self.device, self.config.amp):
+        if pint_views:
+            with autocast_for(self.device, self.config.runtime.amp):
                 restored_c = coronal_upsample(self.model.pint, low[:, :, rows])
                 restored_s = sagittal_upsample(self.model.pint, low[..., cols])
             for key, view, restored, reference in (
@@ -454,19 +456,19 @@ class Trainer:
         """Equation (9)'s loss on in-plane pairs at the true scale (recipe "inplane")."""
         degraded, target = self.inplane.sample(self.generator)
         degraded, target = degraded.to(self.device), target.to(self.device)
-        with autocast_for(self.device, self.config.amp):
+        with autocast_for(self.device, self.config.runtime.amp):
             restored = self.model.pint(degraded)
         return self._internal_loss(restored.float(), target)
 
     def _internal_loss(self, restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Equations (8)-(10) on images of one view, with the configured wavelet settings."""
-        return internal_loss(restored, target, wavelet=self.config.wavelet,
-                             levels=self.config.wavelet_levels,
-                             use_wavelet=self.config.use_wavelet)
+        return internal_loss(restored, target, wavelet=self.config.objective.wavelet,
+                             levels=self.config.objective.wavelet_levels,
+                             use_wavelet=self.config.ablation.use_wavelet)
 
     def _cross_view_terms(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Section 3.2.2 on the step's crops, or on smaller ones where the stage-2 sizes are set."""
-        slices, patch = self.config.stage2_crop_slices, self.config.stage2_patch_size
+        slices, patch = self.config.data.stage2_crop_slices, self.config.data.stage2_patch_size
         if slices is not None or patch is not None:
             crops = self.sampler.sample(self.generator, slices, patch).to(self.device)
         rows, cols = self._line_subsets(crops.shape[2], crops.shape[3])
@@ -477,11 +479,11 @@ class Trainer:
         distillation_terms`) on crops of the stage-2 size, with PInt's stored results."""
         config, factor = self.config, self.model_config.factor
         crops, sources, corners = self.sampler.sample_located(
-            self.generator, config.stage2_crop_slices, config.stage2_patch_size)
+            self.generator, config.data.stage2_crop_slices, config.data.stage2_patch_size)
         teacher = None
         if self.teacher is not None:
             if self.teacher.due(self.step):
-                self.teacher.refresh(self.model, self.device, config.amp, self.step)
+                self.teacher.refresh(self.model, self.device, config.runtime.amp, self.step)
             teacher = self.teacher.crop(sources, corners, crops.shape[1], crops.shape[2],
                                         factor, self.device)
         rows, cols = self._line_subsets(crops.shape[2], crops.shape[3])

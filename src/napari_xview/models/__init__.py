@@ -1,11 +1,9 @@
 """The two interpolation networks of section 3.1: SInt-A and PInt (shared by two views).
 
 >>> import torch
->>> from torch import nn
-
-from napari_xview.config import ModelConfig
+>>> from napari_xview.config import resolve
 >>> from napari_xview.models import build_models
->>> sint, pint = build_models(ModelConfig.from_preset("lite", factor=2))
+>>> sint, pint = build_models(resolve("lite", 2).model)
 >>> slices, losses = sint(torch.rand(1, 1, 37, 45), torch.rand(1, 1, 37, 45))
 >>> tuple(slices.shape)
 (1, 1, 37, 45)
@@ -36,7 +34,7 @@ def build_models(config: ModelConfig) -> tuple[SliceInterpNet, PixelInterpNet]:
     """Build SInt-A and PInt for ``config``, in that order (deterministic under a seed)."""
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}; "
-                        f"use ModelConfig.from_preset('lite', factor)")
+                        f"use napari_xview.config.resolve('lite', factor).model")
     return SliceInterpNet(config), PixelInterpNet(config)
 
 
