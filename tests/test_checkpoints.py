@@ -217,3 +217,28 @@ def test_the_command_line_refuses_a_checkpoint_of_another_factor_or_preset(tmp_p
     # the same settings, or none, resume it
     assert cli.main(["train", str(scan), "--factor", "2", "--steps", "2", "--batch-size", "1",
                      "--resume", str(model), "-o", str(tmp_path / "next.pt")]) == 0
+
+
+def test_a_checkpoint_of_the_version_before_the_sections_loads_and_resumes(resumable, phantom,
+                                                                           tmp_path):
+    """Files written before the configuration had sections: the preset's name and ``views``
+    in the model configuration, a flat training configuration, no saved ``config``."""
+    from napari_xview.config import resolve
+
+    old = copy.deepcopy(resumable)
+    old.pop("config")
+    old.pop("digest")  # nor a checksum, then
+    networks = old["model_config"].pop("networks")
+    old["model_config"].update(preset="lite", views={"both": "all", "pint": "pixelwise"}[networks])
+    saved = old["train_state"]["config"]
+    old["train_state"]["config"] = {name: value for section in saved.values()
+                                    if isinstance(section, dict) for name, value in section.items()
+                                    if name not in resumable["model_config"]}
+    old["train_state"]["config"]["recipe"] = "paper"  # the recipe's name then
+    path = written(old, tmp_path / "old.pt", digest=False)
+    model = load_model(path)
+    assert model.preset_name == "lite" and model.config.networks == networks
+    assert model.training_config().objective == resolve("lite").objective
+    resumed = Trainer.from_checkpoint(path, phantom, overrides={"num_threads": 1})
+    assert resumed.step == 1 and resumed.config.objective.recipe == "downsampled"
+    assert resumed.config.optimisation.steps == 4 and resumed.config.model == model.config
