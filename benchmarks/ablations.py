@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from quality import central  # benchmarks/ is the script's directory
 
-from napari_xview.config import resolve
+from napari_xview.config import PAPER_DEGRADATIONS, resolve
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
 from napari_xview.io.atomic import write_text
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("ground_truth", nargs="?")
     parser.add_argument("--report", type=Path, help="print the table of a results folder")
     parser.add_argument("--factor", type=int, default=4)
-    parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
+    parser.add_argument("--degradation", choices=PAPER_DEGRADATIONS, default="direct")
     parser.add_argument("--recipe", default=None, help="training recipe (the preset's default)")
     parser.add_argument("--preset", default="lite")
     parser.add_argument("--minutes", type=float, default=5.0)

@@ -23,7 +23,7 @@ import torch
 from quality import central  # benchmarks/ is the script's directory
 
 from napari_xview.baselines import interpolate_z
-from napari_xview.config import ENSEMBLE_PASSES, assignments, resolve
+from napari_xview.config import ENSEMBLE_PASSES, PAPER_DEGRADATIONS, assignments, resolve
 from napari_xview.engine import synthesize
 from napari_xview.evaluate import prepare_evaluation
 from napari_xview.io import load_volume
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ground_truth")
     parser.add_argument("--factor", type=int, default=4)
-    parser.add_argument("--degradation", choices=("direct", "blur-noise"), default="direct")
+    parser.add_argument("--degradation", choices=PAPER_DEGRADATIONS, default="direct")
     parser.add_argument("--preset", default="lite")
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

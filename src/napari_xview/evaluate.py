@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_xview.baselines import BASELINES, interpolate_z
-from napari_xview.config import SIMULATIONS, Config, resolve
+from napari_xview.config import PAPER_DEGRADATIONS, SIMULATIONS, Config, resolve
 from napari_xview.degrade import degrade_z
 from napari_xview.fusion import fuse_by_agreement
 from napari_xview.io import Volume
@@ -145,7 +145,7 @@ def simulate_thick_slices(ground_truth: Volume, factor: int, degradation: str, *
 def training_degradation(simulation: str) -> str:
     """The training degradation that goes with a simulation by default: the same one for the
     paper's two ("direct", "blur-noise"), the scan's own profile for "box" and "gaussian"."""
-    return simulation if simulation in ("direct", "blur-noise") else "profile"
+    return simulation if simulation in PAPER_DEGRADATIONS else "profile"
 
 
 @dataclass

@@ -31,6 +31,7 @@ from napari_xview.config.presets import (
 from napari_xview.config.synthesis import ENSEMBLE_PASSES, SIMULATIONS, SYNTHESIS_PRECISIONS
 from napari_xview.config.training import (
     DEGRADATIONS,
+    PAPER_DEGRADATIONS,
     RECIPES,
     SLICE_PROFILES,
     AblationConfig,
@@ -42,8 +43,9 @@ from napari_xview.config.training import (
 
 __all__ = [
     "DEFAULT_PRESET", "DEFAULT_WINDOW", "DEGRADATIONS", "ENSEMBLE_PASSES", "FIELD_SECTIONS",
-    "NETWORK_SETS", "PRESETS", "PRESET_CHANGES", "RECIPES", "SECTIONS", "SIMULATIONS",
-    "SLICE_PROFILES", "SUPPORTED_FACTORS", "SYNTHESIS_PRECISIONS", "AblationConfig", "Config",
-    "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimisationConfig", "RuntimeConfig",
-    "assignments", "option_help", "option_key", "read_config_file", "resolve", "upgrade_model_dict",
+    "NETWORK_SETS", "PAPER_DEGRADATIONS", "PRESETS", "PRESET_CHANGES", "RECIPES", "SECTIONS",
+    "SIMULATIONS", "SLICE_PROFILES", "SUPPORTED_FACTORS", "SYNTHESIS_PRECISIONS",
+    "AblationConfig", "Config", "DataConfig", "ModelConfig", "ObjectiveConfig",
+    "OptimisationConfig", "RuntimeConfig", "assignments", "option_help", "option_key",
+    "read_config_file", "resolve", "upgrade_model_dict",
 ]

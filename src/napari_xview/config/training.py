@@ -22,6 +22,9 @@ RECIPES = ("downsampled", "inplane", "inplane-only", "inplane-distill")
 #: "profile" (beyond the paper), the scan's own slice profile (:mod:`napari_xview.profiles`).
 DEGRADATIONS = ("direct", "blur-noise", "profile")
 
+#: The two degradations of section 4.1 (training pairs, and thick slices an evaluation makes).
+PAPER_DEGRADATIONS = DEGRADATIONS[:2]
+
 #: Slice-profile shapes a scan's slices can be assumed to have (``data.slice_profile``).
 SLICE_PROFILES = ("point", "box", "gaussian")
 
