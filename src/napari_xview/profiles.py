@@ -180,9 +180,11 @@ class SliceGeometry:
                 f"({self.shape} profile)")
 
     def to_dict(self) -> dict:
+        """Plain dictionary for a checkpoint."""
         return {"spacing": float(self.spacing), "thickness": float(self.thickness),
                 "shape": self.shape}
 
     @classmethod
     def from_dict(cls, values: dict) -> SliceGeometry:
+        """Inverse of :meth:`to_dict`."""
         return cls(float(values["spacing"]), float(values["thickness"]), str(values["shape"]))

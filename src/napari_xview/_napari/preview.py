@@ -75,6 +75,8 @@ class PreviewSource:
             self.row = int(np.clip(row, 0, self.unit.shape[1] - 1))
 
     def due(self) -> bool:
+        """Whether a new preview may be drawn: its interval has passed, and long enough
+        since the last one for its cost to stay under ``PREVIEW_OVERHEAD`` of the time."""
         wait = max(self.interval_s, self._cost / PREVIEW_OVERHEAD)
         return time.monotonic() - self._last >= wait
 
@@ -147,6 +149,7 @@ class PreviewPanel(QWidget):
         self.aspect = aspect
 
     def show_preview(self, preview: Preview) -> None:
+        """Draw ``preview`` (the synthesis and its linear comparison) in the panel."""
         self.preview = preview
         self.updates += 1
         self._draw()

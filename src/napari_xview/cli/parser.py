@@ -170,6 +170,7 @@ ENSEMBLE_HELP = ("self-ensemble passes: 1 (the paper), 2 or 4 flips of the volum
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-xview`` command line: train, synthesize, run, evaluate and options."""
     parser = argparse.ArgumentParser(
         prog="napari-xview",
         description="Self-supervised CT slice synthesis by incremental cross-view mutual "

@@ -63,6 +63,7 @@ def section_title(cls: type) -> str:
 
 @functools.cache
 def field_names(cls: type) -> tuple[str, ...]:
+    """The option names of a section, in order."""
     return tuple(item.name for item in dataclasses.fields(cls))
 
 
@@ -81,6 +82,7 @@ def field_type(cls: type, name: str) -> tuple[type, bool]:
 
 
 def field_metadata(cls: type, name: str) -> dict[str, Any]:
+    """What option ``name`` of section ``cls`` accepts (see :func:`option`)."""
     item = next(item for item in dataclasses.fields(cls) if item.name == name)
     return dict(item.metadata)
 

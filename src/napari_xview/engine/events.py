@@ -100,6 +100,7 @@ class SelfCheck:
 
     @classmethod
     def from_dict(cls, values: dict) -> SelfCheck:
+        """Inverse of :meth:`to_dict` (the self-check a model file keeps)."""
         return cls(int(values["step"]), int(values["pairs"]), dict(values["psnr"]),
                    dict(values["texture"]), float(values["seconds"]))
 

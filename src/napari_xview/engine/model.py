@@ -98,6 +98,7 @@ class XViewModel:
                 if module is not None]
 
     def modules(self) -> tuple[nn.Module, ...]:
+        """SInt-A (when present) and PInt."""
         return tuple(module for _, module in self.named_modules())
 
     def parameters(self):
@@ -105,16 +106,19 @@ class XViewModel:
         return [p for module in self.modules() for p in module.parameters()]
 
     def to(self, device: torch.device | str) -> XViewModel:
+        """Move both networks to ``device``; returns the model."""
         for module in self.modules():
             module.to(device)
         return self
 
     def train(self, mode: bool = True) -> XViewModel:
+        """Put both networks in training mode (``mode=False``: evaluation); returns the model."""
         for module in self.modules():
             module.train(mode)
         return self
 
     def eval(self) -> XViewModel:
+        """Evaluation mode for both networks; returns the model."""
         return self.train(False)
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -123,6 +127,7 @@ class XViewModel:
                 for name, module in self.named_modules()}
 
     def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load :meth:`state_dict`'s weights; :class:`CheckpointError` names what differs."""
         try:
             if set(state) != {name for name, _ in self.named_modules()}:
                 raise KeyError(f"networks {sorted(state)}")

@@ -164,6 +164,8 @@ class LiveSelfCheck:
         self._last_cost = 0.0
 
     def due(self, elapsed_s: float) -> bool:
+        """Whether a live check is due at ``elapsed_s`` of training: its interval has passed,
+        and long enough since the last one for its cost to stay under ``LIVE_OVERHEAD``."""
         wait = max(LIVE_INTERVAL_S, self._last_cost / LIVE_OVERHEAD)
         return elapsed_s - self._last_at >= wait
 

@@ -61,6 +61,7 @@ class ScanFile:
 
     @property
     def source(self) -> str:
+        """The file's path, as messages name it."""
         return str(self.path)
 
     def load(self) -> Volume:
