@@ -26,6 +26,7 @@ import torch
 
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import ENSEMBLE_PASSES, SYNTHESIS_PRECISIONS
+from napari_xview.engine.allocator import heap_reuse
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
 from napari_xview.fusion import disagreement, fuse_views
@@ -108,12 +109,13 @@ def _synthesize_axial(model: XViewModel, unit: np.ndarray, device: torch.device,
     n_slices, height, width = unit.shape
     output = np.empty((output_length(n_slices, factor), height, width), np.float32)
     pairs_per_chunk = max(1, CHUNK_VOXELS // (height * width))
-    for start, stop in _chunks(n_slices - 1, pairs_per_chunk):
-        chunk = torch.from_numpy(unit[start:stop + 1])[None].to(device)
-        with autocast_for(device, amp):
-            upsampled, _ = axial_upsample(model.sint, chunk)
-        output[factor * start:factor * stop + 1] = upsampled[0].float().cpu().numpy()
-        report(stop / (n_slices - 1))
+    with heap_reuse():  # the output above is allocated outside: only temporaries reuse
+        for start, stop in _chunks(n_slices - 1, pairs_per_chunk):
+            chunk = torch.from_numpy(unit[start:stop + 1])[None].to(device)
+            with autocast_for(device, amp):
+                upsampled, _ = axial_upsample(model.sint, chunk)
+            output[factor * start:factor * stop + 1] = upsampled[0].float().cpu().numpy()
+            report(stop / (n_slices - 1))
     return output
 
 
@@ -147,15 +149,16 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     output = np.empty((output_length(n_slices, model.factor), height, width), np.float32)
     axis_length = height if view == "coronal" else width
     lines_per_chunk = max(1, CHUNK_VOXELS // (n_slices * (width if view == "coronal" else height)))
-    for start, stop in _chunks(axis_length, lines_per_chunk):
-        part = unit[:, start:stop] if view == "coronal" else unit[:, :, start:stop]
-        upsampled = _pint_whole_images(model, torch.from_numpy(np.ascontiguousarray(part))[None],
-                                       device, amp, view)[0].numpy()
-        if view == "coronal":
-            output[:, start:stop] = upsampled
-        else:
-            output[:, :, start:stop] = upsampled
-        report(stop / axis_length)
+    with heap_reuse():  # the output above is allocated outside: only temporaries reuse
+        for start, stop in _chunks(axis_length, lines_per_chunk):
+            part = unit[:, start:stop] if view == "coronal" else unit[:, :, start:stop]
+            images = torch.from_numpy(np.ascontiguousarray(part))[None]
+            upsampled = _pint_whole_images(model, images, device, amp, view)[0].numpy()
+            if view == "coronal":
+                output[:, start:stop] = upsampled
+            else:
+                output[:, :, start:stop] = upsampled
+            report(stop / axis_length)
     return output
 
 
