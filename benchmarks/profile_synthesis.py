@@ -16,8 +16,8 @@ import time
 import torch
 
 #: Functions of the synthesis reported by name (torch built-ins are reported too).
-PARTS = ("forward", "_pint_whole_images", "_pint_along_z", "_pint_images", "_fuse_in_chunks",
-         "disagreement", "to_input_range", "shuffle_rows")
+PARTS = ("forward", "_pint_pass", "_upscale_in_one", "_fuse_in_chunks", "disagreement",
+         "to_input_range", "to_unit")
 
 
 def main() -> None:
