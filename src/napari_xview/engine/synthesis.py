@@ -212,9 +212,13 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
     return fused, spread
 
 
-#: What the progress messages call each view.
+#: What the progress messages call each view, and the last stage: equation (7), the
+#: disagreement map and the mapping back to the input's values.
 VIEW_LABELS = {"axial": "axial (SInt-A)", "coronal": "coronal (PInt-C)",
-               "sagittal": "sagittal (PInt-S)"}
+               "sagittal": "sagittal (PInt-S)", "fusion": "fusion (equation 7)"}
+#: Share of the progress bar for the networks' views; the fusion takes the rest (it measured
+#: 2 to 5 % of a synthesis on CPU, docs/speed.md).
+VIEWS_SHARE = 0.97
 
 
 def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
@@ -248,7 +252,7 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
 
             def report(fraction: float, done: int = done, label: str = label) -> None:
                 if progress:
-                    progress(min(1.0, (done + fraction) / parts), label)
+                    progress(VIEWS_SHARE * min(1.0, (done + fraction) / parts), label)
                 check_cancel()
 
             check_cancel()
@@ -437,6 +441,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
                                                      progress, check_cancel, workers)
     _check_finite_views(axial=axial, coronal=coronal, sagittal=sagittal)
     del unit  # the pass-through below reads the unclipped input instead
+    if progress:
+        progress(VIEWS_SHARE, VIEW_LABELS["fusion"])
     check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
     spacing, affine = volume.resampled_z_grid(factor)
@@ -469,4 +475,6 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         for name, fine in result.layers():
             setattr(result, name, resample_z(fine, target_spacing))
     result.seconds = time.perf_counter() - started
+    if progress:
+        progress(1.0, VIEW_LABELS["fusion"])
     return result
