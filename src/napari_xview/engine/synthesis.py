@@ -171,7 +171,7 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     output = np.empty((output_length(n_slices, model.factor), height, width), np.float32)
     coronal = view == "coronal"
     lines, columns = (height, width) if coronal else (width, height)
-    images = images_per_task(model, n_slices, columns, workers)
+    per_pass = images_per_task(model, n_slices, columns, workers)
     # (z, lines, columns) views of the input and the output, whichever the view
     source = unit if coronal else unit.transpose(0, 2, 1)
     target = output if coronal else output.transpose(0, 2, 1)
@@ -184,7 +184,7 @@ def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device
     # The output above is allocated outside heap_reuse: only the passes' temporaries reuse.
     # Passes queued ahead of the threads hold no memory until they start.
     with heap_reuse(), cpu_workers(workers) as pool:
-        for stop in in_order(pool, upsample_lines, _chunks(lines, images),
+        for stop in in_order(pool, upsample_lines, _chunks(lines, per_pass),
                              in_flight=2 * workers):
             report(stop / lines)
     return output
