@@ -5,8 +5,8 @@ to be a quick check, so the peak is measured in two processes and added:
 
 - ``arrays``: the whole synthesis with PInt replaced by linear interpolation along rows
   (same shapes, negligible work): input, network-scale copy, views, fusion, HU mapping;
-- ``network``: the default model's PInt on one pass of ``images_per_pass`` whole coronal
-  images of 300 x 512 (what synthesis hands it at a time), above the process's baseline.
+- ``network``: the default model's PInt on whole coronal images of 300 x 512 as synthesis
+  runs them (on a CPU, one pass per thread at a time), above the process's baseline.
 
     python benchmarks/memory.py --slices 300
 """
@@ -65,15 +65,20 @@ def part_arrays(args) -> dict:
 def part_network(args) -> dict:
     from napari_xview.config import resolve
     from napari_xview.engine import XViewModel
-    from napari_xview.engine.synthesis import images_per_pass
+    from napari_xview.engine.synthesis import _synthesize_pint_view, images_per_task
 
     model = XViewModel.create(resolve(None, args.factor).model).eval()
-    images = images_per_pass(args.factor, args.slices, args.size)
-    batch = torch.rand(images, 1, args.slices, args.size)
+    workers = torch.get_num_threads()  # as synthesis shares the images on a CPU
+    images = images_per_task(model, args.slices, args.size, workers)
+    # coronal images as synthesis runs them: two passes per thread, one after the other
+    unit = np.random.default_rng(0).random((args.slices, 2 * workers * images, args.size),
+                                           dtype=np.float32)
     baseline = peak_rss_mib()
     with torch.inference_mode():
-        model.pint(batch)
-    return {"images_per_pass": images, "peak_above_baseline_mib": peak_rss_mib() - baseline}
+        _synthesize_pint_view(model, unit, "coronal", torch.device("cpu"), False,
+                              lambda fraction: None, workers)
+    return {"workers": workers, "images_per_pass": images,
+            "peak_above_baseline_mib": peak_rss_mib() - baseline}
 
 
 def main() -> None:

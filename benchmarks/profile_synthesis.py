@@ -4,6 +4,9 @@
 
 Prints the total and the cumulative seconds of the parts above ``--min-seconds``: PInt's
 forward and its layers, the fusion, the disagreement map and the HU mapping.
+
+One thread by default: with more, synthesis runs PInt's passes in worker threads
+(:mod:`napari_xview.engine.workers`), which a profile of the main thread does not see.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import time
 import torch
 
 #: Functions of the synthesis reported by name (torch built-ins are reported too).
-PARTS = ("forward", "_pint_whole_images", "_pint_along_z", "_pint_images", "_fuse_in_chunks",
-         "disagreement", "to_input_range", "shuffle_rows")
+PARTS = ("forward", "_pint_pass", "_upscale_in_one", "_fuse_in_chunks", "disagreement",
+         "to_input_range", "to_unit")
 
 
 def main() -> None:
@@ -28,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=36)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (more: PInt runs in threads this profile misses)")
     parser.add_argument("--min-seconds", type=float, default=0.2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -25,6 +25,7 @@ from napari_xview.models.blocks import (
     shuffle_rows,
 )
 from napari_xview.models.memory import memory_losses, memory_update
+from napari_xview.models.pixel_interp import composed_upsampler
 
 HEIGHT, WIDTH, ROWS = 37, 45, 7  # odd on purpose: nothing divides by 8
 
@@ -141,6 +142,8 @@ def test_channel_spatial_attention_equals_the_3d_convolution_of_han():
     x = torch.rand(2, 5, 6, 7)
     expected = x + 0.7 * torch.sigmoid(attention.conv(x.unsqueeze(1)).squeeze(1)) * x
     assert torch.allclose(attention(x), expected, atol=1e-6)
+    with torch.inference_mode():  # in place on the convolution's output
+        assert torch.allclose(attention(x), expected, atol=1e-6)
 
 
 def test_layer_attention_keeps_its_gram_matrix_in_float32_under_autocast():
@@ -341,3 +344,37 @@ def test_bad_inputs_are_refused_clearly():
         build_models({"factor": 2})
     with pytest.raises(ValueError, match="memory items have dimension"):
         MemoryBank(3, 8)(torch.rand(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 5])
+@pytest.mark.parametrize("rows, width", [(ROWS, WIDTH), (2, 3), (5, 2), (2, 1)])
+def test_pixel_interp_inference_path_equals_the_training_path(factor, rows, width):
+    """Without gradients PInt composes its upsampler into one convolution and applies the
+    attention in place: the same function, to float32 rounding, borders included."""
+    _, pint = _models(factor)
+    with torch.no_grad():  # the attention scales start at zero: give them work to do
+        pint.layer_attention.scale.fill_(0.7)
+        pint.channel_spatial_attention.scale.fill_(-0.4)
+        for layer in (pint.upsample, pint.tail):
+            layer.bias.uniform_(-0.5, 0.5)
+        pint.tail.weight.mul_(10)
+    image = _image(3, rows, width)
+    with torch.enable_grad():
+        expected = pint(image).detach()
+    with torch.inference_mode():
+        fast = pint(image)
+    assert fast.shape == expected.shape == (3, 1, factor * (rows - 1) + 1, width)
+    assert torch.allclose(fast, expected, atol=2e-6 * expected.abs().max().item())
+
+
+def test_composed_upsampler_matches_the_layers_it_replaces_inside_the_borders():
+    _, pint = _models(4)
+    features = torch.rand(2, pint.upsample.in_channels, 6, 9)
+    weight, bias = composed_upsampler(pint.upsample, pint.tail, 4)
+    with torch.no_grad():
+        composed = F.conv2d(features, weight, bias, padding=2)  # (B, r, L, W)
+        expected = pint.tail(shuffle_rows(pint.upsample(features), 4))
+    as_rows = composed.permute(0, 2, 1, 3).reshape(2, 1, 24, 9)
+    inside = (slice(None), slice(None), slice(1, 21), slice(1, 8))
+    assert torch.allclose(as_rows[inside], expected[inside], atol=1e-5)
+    assert not torch.allclose(as_rows[..., :1], expected[..., :1], atol=1e-5)  # the border

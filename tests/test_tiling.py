@@ -96,3 +96,27 @@ def test_one_image_per_batch_equals_all_images_at_once(monkeypatch):
     for name, layer in whole.layers():
         np.testing.assert_allclose(getattr(single, name).array, layer.array, atol=1.0,
                                    err_msg=name)
+
+
+def test_synthesis_equals_the_networks_as_trained(monkeypatch):
+    """Inference composes PInt's upsampler, runs its attention in place and shares the images
+    among threads: within 1 HU of the layers as they are trained (with gradients), one pass
+    over every whole image."""
+    model = awake_model("pixelwise")
+    volume = long_volume(SHAPES["pixelwise"])
+    monkeypatch.setattr(synthesis, "CHUNK_VOXELS", 3 * SHAPES["pixelwise"][0] * 12)
+    previous = torch.get_num_threads()
+    try:
+        result = synthesize(volume, model, device="cpu", views=True, num_threads=2)
+    finally:
+        torch.set_num_threads(previous)
+    low, high = model.config.window
+    unit = np.clip((volume.array.astype(np.float32) - low) / (high - low), 0, 1)
+    for view in ("coronal", "sagittal"):
+        upsample = coronal_upsample if view == "coronal" else sagittal_upsample
+        with torch.enable_grad():
+            trained = upsample(model.pint, torch.from_numpy(unit)[None])[0].detach().numpy()
+        expected = to_input_range(trained.copy(), volume.array, (low, high), model.factor,
+                                  np.dtype(np.float32))
+        error = np.abs(getattr(result, view).array - expected).max()
+        assert error <= 1.0, f"{view}: {error:.3f} HU from the networks as trained"

@@ -200,9 +200,14 @@ def test_train_then_synthesize_gives_aligned_layers_while_the_viewer_stays_live(
     one_pass = np.array(fused.data)
     fused.data = np.zeros_like(fused.data)
     widget.ensemble.setCurrentText("2")
+    stages = []  # what the progress bar's text names as the synthesis goes
+    widget._progress_relay.progressed.connect(lambda fraction, message: stages.append(message))
     with qtbot.waitSignal(widget.idle, timeout=TRAINING_TIMEOUT_MS):
         widget.synthesize()
     assert [layer.name for layer in viewer.layers] == names
+    views = ("axial (SInt-A)", "coronal (PInt-C)", "sagittal (PInt-S)")
+    expected = [f"{view}, pass {n}/2" for n in (1, 2) for view in views]
+    assert list(dict.fromkeys(stages)) == [*expected, "fusion (equation 7)"]
     assert viewer.layers["phantom [fused]"] is fused
     assert 0 < np.abs(fused.data - one_pass).max() < 200  # HU: same scan, another average
 

@@ -86,3 +86,36 @@ class ProgressBar:
         if self.interactive and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class StageLog:
+    """A :class:`ProgressBar` driven by (fraction, stage) updates that also notes each stage
+    with its duration, on a line of its own, once the next one begins (or at :meth:`close`).
+
+    Synthesis names its stages (the views, then the fusion), so the command line shows where
+    the time went: ``coronal (PInt-C): 12 s``.
+    """
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        self._stage: str | None = None
+        self._since = 0.0
+
+    def update(self, fraction: float, stage: str) -> None:
+        """Show ``fraction``; note the previous stage if ``stage`` is a new one."""
+        now = time.monotonic()
+        new_stage = stage != self._stage
+        if new_stage:
+            self._note(now)
+            self._stage, self._since = stage, now
+        self.bar.update(fraction, stage, force=new_stage)
+
+    def close(self, message: str = "") -> None:
+        """Note the last stage and close the bar with ``message``."""
+        self._note(time.monotonic())
+        self._stage = None
+        self.bar.close(message)
+
+    def _note(self, now: float) -> None:
+        if self._stage is not None:
+            self.bar.note(f"  {self._stage}: {format_duration(now - self._since)}")

@@ -88,7 +88,7 @@ _TO_IMAGES = {"coronal": (0, 2, 1, 3), "sagittal": (0, 3, 1, 2)}
 _FROM_IMAGES = {"coronal": (0, 2, 1, 3), "sagittal": (0, 2, 3, 1)}
 
 
-def pixelwise_upsample(pint: PixelInterpNet, volume: torch.Tensor, view: str,
+def pint_upsample(pint: PixelInterpNet, volume: torch.Tensor, view: str,
                        image_batch: int | None = None) -> torch.Tensor:
     """PInt_c(V) or PInt_s(V): super-resolve every image of ``view`` along z."""
     stacks = volume.permute(*_TO_IMAGES[view])
@@ -100,13 +100,13 @@ def pixelwise_upsample(pint: PixelInterpNet, volume: torch.Tensor, view: str,
 def coronal_upsample(pint: PixelInterpNet, volume: torch.Tensor,
                      image_batch: int | None = None) -> torch.Tensor:
     """PInt_c(V): super-resolve every coronal image (one per y, L rows by W columns) along z."""
-    return pixelwise_upsample(pint, volume, "coronal", image_batch)
+    return pint_upsample(pint, volume, "coronal", image_batch)
 
 
 def sagittal_upsample(pint: PixelInterpNet, volume: torch.Tensor,
                       image_batch: int | None = None) -> torch.Tensor:
     """PInt_s(V): super-resolve every sagittal image (one per x, L rows by H columns) along z."""
-    return pixelwise_upsample(pint, volume, "sagittal", image_batch)
+    return pint_upsample(pint, volume, "sagittal", image_batch)
 
 
 def as_view_images(volume: torch.Tensor, view: str) -> torch.Tensor:

@@ -265,9 +265,10 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
     from types import SimpleNamespace
 
     from napari_xview.engine import SynthesisCancelled, synthesize
-    from napari_xview.progress import ProgressBar
+    from napari_xview.progress import ProgressBar, StageLog
 
     bar = ProgressBar("synthesize")
+    stages = StageLog(bar)  # a line per view and for the fusion, with its duration
     cancel = threading.Event()  # Ctrl-C sets it; synthesis stops after its current chunk
     try:
         with stop_on_interrupt(SimpleNamespace(stop=cancel.set), message=None):
@@ -276,13 +277,13 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
                                 ensemble=args.ensemble, target_spacing=args.target_spacing,
                                 output_dtype=args.dtype, precision=args.precision,
                                 cancel=cancel,
-                                progress=lambda fraction, message: bar.update(fraction, message))
+                                progress=stages.update)
     except SynthesisCancelled:
         end_line = "\n" if bar.interactive else ""  # after the bar, not on it
         sys.stderr.write(f"{end_line}napari-xview: synthesis cancelled (Ctrl-C); nothing was "
                          "written\n")
         raise SystemExit(130) from None
-    bar.close(f"{result.seconds:.1f} s")
+    stages.close(f"{result.seconds:.1f} s")
     return result
 
 

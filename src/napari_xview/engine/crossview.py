@@ -40,7 +40,7 @@ import torch
 
 from napari_xview.config import Config
 from napari_xview.engine.device import autocast_for
-from napari_xview.engine.synthesis import _synthesize_pixelwise
+from napari_xview.engine.synthesis import _synthesize_pint_view
 from napari_xview.losses import consistency_loss
 from napari_xview.views import axial_upsample, coronal_upsample, sagittal_upsample
 
@@ -211,7 +211,7 @@ class TeacherViews:
         started = time.perf_counter()
         # whole images a pass, exactly as the synthesis computes them (one code path)
         with torch.no_grad():
-            self.views = [tuple(_synthesize_pixelwise(model, volume.numpy(), view, device, amp,
+            self.views = [tuple(_synthesize_pint_view(model, volume.numpy(), view, device, amp,
                                                       lambda _: None)
                                 for view in ("coronal", "sagittal"))
                           for volume in self.volumes]

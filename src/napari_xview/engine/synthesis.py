@@ -26,13 +26,15 @@ import torch
 
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import ENSEMBLE_PASSES, SYNTHESIS_PRECISIONS
+from napari_xview.engine.allocator import heap_reuse
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
+from napari_xview.engine.workers import cpu_workers, in_order
 from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.grid import is_factor_grid, resample_z
 from napari_xview.io import Volume
 from napari_xview.io.window import output_dtype_for, to_input_range, to_unit
-from napari_xview.views import axial_upsample, coronal_upsample, output_length, sagittal_upsample
+from napari_xview.views import axial_upsample, output_length
 
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
 #: are r x 16 to 64 channels times larger, kept for its layer attention: this bounds them.
@@ -108,12 +110,13 @@ def _synthesize_axial(model: XViewModel, unit: np.ndarray, device: torch.device,
     n_slices, height, width = unit.shape
     output = np.empty((output_length(n_slices, factor), height, width), np.float32)
     pairs_per_chunk = max(1, CHUNK_VOXELS // (height * width))
-    for start, stop in _chunks(n_slices - 1, pairs_per_chunk):
-        chunk = torch.from_numpy(unit[start:stop + 1])[None].to(device)
-        with autocast_for(device, amp):
-            upsampled, _ = axial_upsample(model.sint, chunk)
-        output[factor * start:factor * stop + 1] = upsampled[0].float().cpu().numpy()
-        report(stop / (n_slices - 1))
+    with heap_reuse():  # the output above is allocated outside: only temporaries reuse
+        for start, stop in _chunks(n_slices - 1, pairs_per_chunk):
+            chunk = torch.from_numpy(unit[start:stop + 1])[None].to(device)
+            with autocast_for(device, amp):
+                upsampled, _ = axial_upsample(model.sint, chunk)
+            output[factor * start:factor * stop + 1] = upsampled[0].float().cpu().numpy()
+            report(stop / (n_slices - 1))
     return output
 
 
@@ -130,32 +133,60 @@ def images_per_pass(factor: int, rows: int, columns: int) -> int:
     return max(1, CHUNK_VOXELS // (2 * factor * rows * columns))
 
 
-def _pint_whole_images(model: XViewModel, images: torch.Tensor, device: torch.device,
-                       amp: bool, view: str) -> torch.Tensor:
-    """PInt on a stack of images ``(1, L, N, C)`` laid out as a volume, whole images a pass."""
-    upsample = coronal_upsample if view == "coronal" else sagittal_upsample
-    image_batch = images_per_pass(model.factor, images.shape[1], images.shape[-1])
-    with autocast_for(device, amp):
-        upsampled = upsample(model.pint, images.to(device), image_batch=image_batch)
-    return upsampled.float().cpu()
+#: Input pixels of one pass of a CPU worker thread, for 16 feature channels (fewer for wider
+#: networks). glibc gives each thread its own arena, whose heaps hold at most 64 MiB; a pass
+#: whose features outgrow one heap maps fresh pages every time (measured with the default
+#: model: 4 images of 36 x 512 a pass, 1.5 ms of system time per image; 7 images, 7 ms).
+WORKER_PASS_PIXELS = 1 << 16
 
 
-def _synthesize_pixelwise(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
-                          amp: bool, report: Callable[[float], None]) -> np.ndarray:
-    """O_c or O_s: PInt over coronal images (chunks of y) or sagittal images (chunks of x)."""
+def images_per_task(model: XViewModel, rows: int, columns: int, workers: int) -> int:
+    """Whole images of ``rows`` x ``columns`` in one pass of one of ``workers`` threads."""
+    most = max(1, images_per_pass(model.factor, rows, columns) // workers)
+    if workers == 1:
+        return most
+    pixels = WORKER_PASS_PIXELS * 16 // max(16, model.config.pint_channels)
+    return max(1, min(most, pixels // (rows * columns)))
+
+
+def _pint_pass(model: XViewModel, images: torch.Tensor, device: torch.device,
+               amp: bool) -> torch.Tensor:
+    """PInt on whole images ``(N, L, C)`` (any strides): ``(N, r (L - 1) + 1, C)`` on the CPU."""
+    with torch.inference_mode(), autocast_for(device, amp):  # modes of the calling thread
+        return model.pint(images[:, None].to(device))[:, 0].float().cpu()
+
+
+def _synthesize_pint_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
+                          amp: bool, report: Callable[[float], None],
+                          workers: int = 1) -> np.ndarray:
+    """O_c or O_s: PInt over coronal images (one per y) or sagittal images (one per x).
+
+    Each pass reads its images straight from ``unit`` and writes its result straight into
+    the output (one copy each way). With ``workers`` > 1 (a CPU) the passes go to that many
+    threads of one torch thread each (:mod:`napari_xview.engine.workers`) and are at most
+    ``1 / workers`` as large (:func:`images_per_task`), so the memory in flight is at most
+    that of one pass alone.
+    """
     n_slices, height, width = unit.shape
     output = np.empty((output_length(n_slices, model.factor), height, width), np.float32)
-    axis_length = height if view == "coronal" else width
-    lines_per_chunk = max(1, CHUNK_VOXELS // (n_slices * (width if view == "coronal" else height)))
-    for start, stop in _chunks(axis_length, lines_per_chunk):
-        part = unit[:, start:stop] if view == "coronal" else unit[:, :, start:stop]
-        upsampled = _pint_whole_images(model, torch.from_numpy(np.ascontiguousarray(part))[None],
-                                       device, amp, view)[0].numpy()
-        if view == "coronal":
-            output[:, start:stop] = upsampled
-        else:
-            output[:, :, start:stop] = upsampled
-        report(stop / axis_length)
+    coronal = view == "coronal"
+    lines, columns = (height, width) if coronal else (width, height)
+    per_pass = images_per_task(model, n_slices, columns, workers)
+    # (z, lines, columns) views of the input and the output, whichever the view
+    source = unit if coronal else unit.transpose(0, 2, 1)
+    target = output if coronal else output.transpose(0, 2, 1)
+
+    def upsample_lines(start: int, stop: int) -> int:
+        images = torch.from_numpy(source[:, start:stop]).permute(1, 0, 2)
+        target[:, start:stop] = _pint_pass(model, images, device, amp).permute(1, 0, 2).numpy()
+        return stop
+
+    # The output above is allocated outside heap_reuse: only the passes' temporaries reuse.
+    # Passes queued ahead of the threads hold no memory until they start.
+    with heap_reuse(), cpu_workers(workers) as pool:
+        for stop in in_order(pool, upsample_lines, _chunks(lines, per_pass),
+                             in_flight=2 * workers):
+            report(stop / lines)
     return output
 
 
@@ -181,22 +212,26 @@ def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray
     return fused, spread
 
 
-#: What the progress messages call each view.
+#: What the progress messages call each view, and the last stage: equation (7), the
+#: disagreement map and the mapping back to the input's values.
 VIEW_LABELS = {"axial": "axial (SInt-A)", "coronal": "coronal (PInt-C)",
-               "sagittal": "sagittal (PInt-S)"}
+               "sagittal": "sagittal (PInt-S)", "fusion": "fusion (equation 7)"}
+#: Share of the progress bar for the networks' views; the fusion takes the rest (it measured
+#: 2 to 5 % of a synthesis on CPU, docs/speed.md).
+VIEWS_SHARE = 0.97
 
 
 def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
-                     amp: bool, report: Callable[[float], None]) -> np.ndarray:
+                     amp: bool, report: Callable[[float], None], workers: int) -> np.ndarray:
     """O_a, O_c or O_s of ``unit``."""
     if view == "axial":
         return _synthesize_axial(model, unit, device, amp, report)
-    return _synthesize_pixelwise(model, unit, view, device, amp, report)
+    return _synthesize_pint_view(model, unit, view, device, amp, report, workers)
 
 
 def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device, amp: bool,
                       passes: int, progress: Progress | None,
-                      check_cancel: Callable[[], None] = lambda: None,
+                      check_cancel: Callable[[], None] = lambda: None, workers: int = 1,
                       ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """O_a (None without SInt-A), O_c and O_s, each averaged over ``passes`` flips of the volume.
 
@@ -217,11 +252,11 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
 
             def report(fraction: float, done: int = done, label: str = label) -> None:
                 if progress:
-                    progress(min(1.0, (done + fraction) / parts), label)
+                    progress(VIEWS_SHARE * min(1.0, (done + fraction) / parts), label)
                 check_cancel()
 
             check_cancel()
-            output = _synthesize_view(model, flipped, view, device, amp, report)
+            output = _synthesize_view(model, flipped, view, device, amp, report, workers)
             output = np.flip(output, axes) if axes else output
             if view in sums:
                 sums[view] += output
@@ -316,7 +351,9 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         Called with (fraction in [0, 1], message) as the work advances.
     num_threads : int, optional
         CPU threads for torch; by default the process's current setting is left alone (a
-        caller that trains with one thread keeps one).
+        caller that trains with one thread keeps one). On a CPU, PInt's images are shared
+        among that many threads that run one torch thread each (faster on a busy machine,
+        :mod:`napari_xview.engine.workers`); the setting is the same again afterwards.
     ensemble : int
         Passes of the self-ensemble (beyond the paper): 1 (the paper), 2 (also the volume
         flipped along every axis) or 4 (z and the in-plane axes flipped separately too). Each
@@ -397,11 +434,15 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     dtype = output_dtype_for(output_dtype, volume.array, window)
     unit = to_unit(volume.array, window)
 
+    # on a CPU the coronal and sagittal images are shared among threads of one torch thread
+    workers = torch.get_num_threads() if torch_device.type == "cpu" else 1
     with torch.inference_mode():
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
-                                                     progress, check_cancel)
+                                                     progress, check_cancel, workers)
     _check_finite_views(axial=axial, coronal=coronal, sagittal=sagittal)
     del unit  # the pass-through below reads the unclipped input instead
+    if progress:
+        progress(VIEWS_SHARE, VIEW_LABELS["fusion"])
     check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
     spacing, affine = volume.resampled_z_grid(factor)
@@ -434,4 +475,6 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         for name, fine in result.layers():
             setattr(result, name, resample_z(fine, target_spacing))
     result.seconds = time.perf_counter() - started
+    if progress:
+        progress(1.0, VIEW_LABELS["fusion"])
     return result

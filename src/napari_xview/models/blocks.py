@@ -48,8 +48,12 @@ class ChannelAttention(nn.Module):
 
     def weights(self, x: Tensor) -> Tensor:
         """The per-channel weights ``(B, C, 1, 1)`` of ``x``, from its mean over the image."""
-        pooled = x.mean(dim=(-2, -1), keepdim=True)
-        return torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
+        pooled = x.mean(dim=(-2, -1))
+        # the 1 x 1 convolutions of a 1 x 1 map as the matrix products they are: a convolution
+        # call costs more than the arithmetic on a (B, C) vector
+        hidden = F.relu(F.linear(pooled, self.squeeze.weight.flatten(1), self.squeeze.bias))
+        weights = torch.sigmoid(F.linear(hidden, self.excite.weight.flatten(1), self.excite.bias))
+        return weights[:, :, None, None]
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.weights(x)
@@ -171,8 +175,11 @@ class ChannelSpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         channels = x.shape[1]
         bias = self.conv.bias.expand(channels)
-        attention = torch.sigmoid(F.conv2d(x, self.banded_weight(channels), bias, padding=1))
-        return torch.addcmul(x, x, attention * self.scale)  # x + scale * attention * x
+        attention = F.conv2d(x, self.banded_weight(channels), bias, padding=1)
+        if torch.is_grad_enabled():
+            return torch.addcmul(x, x, torch.sigmoid(attention) * self.scale)
+        # inference: x + scale * attention * x in the convolution's fresh output, no temporaries
+        return attention.sigmoid_().mul_(self.scale).add_(1).mul_(x)
 
 
 def shuffle_rows(x: Tensor, factor: int) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from napari_xview.config import ModelConfig
@@ -106,9 +107,41 @@ class PixelInterpNet(nn.Module):
         shallow = self.head(image.contiguous(memory_format=torch.channels_last))
         shallow = shallow.contiguous(memory_format=torch.channels_last)
         deep = self._holistic_attention(shallow).add_(shallow)  # merge's fresh output
-        upscaled = self.tail(shuffle_rows(self.upsample(deep), self.factor))[..., :rows, :]
+        if torch.is_grad_enabled() or image.shape[-1] < 3:
+            upscaled = self._upscale(deep)[..., :rows, :]
+        else:
+            upscaled = self._upscale_in_one(deep, rows)
         if self.residual_to_linear:
             upscaled = upscaled + linear_rows(image, self.factor)
+        return upscaled
+
+    def _upscale(self, features: Tensor) -> Tensor:
+        """HAN's upsampler along rows: a convolution to r C channels, the row shuffle, the
+        tail convolution to one channel; (B, C, L, W) -> (B, 1, r L, W)."""
+        return self.tail(shuffle_rows(self.upsample(features), self.factor))
+
+    def _upscale_in_one(self, features: Tensor, rows: int) -> Tensor:
+        """:meth:`_upscale` (cropped to ``rows``) as one convolution, for inference.
+
+        No activation separates the upsampling convolution, the shuffle and the tail, so
+        together they are one linear map: a 5 x 5 convolution from C channels to the r row
+        phases (:func:`composed_upsampler`), 6 times fewer multiply-adds for C = 16, r = 4,
+        and no r C-channel map to write and shuffle. The two differ only where the tail
+        reads the upsampled map beyond its edges (zeros there, but the composition would
+        extend the map): output row 0 and the first and last columns, which are recomputed
+        the original way from strips of 2 rows and 2 x 3 columns of ``features``.
+        """
+        weight, bias = composed_upsampler(self.upsample, self.tail, self.factor)
+        phases = F.conv2d(features, weight, bias, padding=2)  # (B, r, L, W), phase t of row i
+        batch, _, length, width = phases.shape
+        upscaled = phases.permute(0, 2, 1, 3).reshape(batch, 1, length * self.factor, width)
+        upscaled = upscaled[..., :rows, :]
+        upscaled[..., :1, :] = self._upscale(features[..., :2, :])[..., :1, :]
+        # Both edge columns in one strip: its outer columns see the true zero padding, and
+        # what its two inner ones see of each other reaches only columns that are dropped
+        edges = self._upscale(torch.cat([features[..., :3], features[..., -3:]], dim=-1))
+        upscaled[..., :1] = edges[..., :rows, :1]
+        upscaled[..., -1:] = edges[..., :rows, -1:]
         return upscaled
 
     def _holistic_attention(self, features: Tensor) -> Tensor:
@@ -122,3 +155,37 @@ class PixelInterpNet(nn.Module):
         across_layers = self.layer_fuse(self.layer_attention(layers))
         within_layer = self.channel_spatial_attention(features)
         return self.merge(torch.cat([within_layer, across_layers], dim=1))
+
+
+def composed_upsampler(upsample: nn.Conv2d, tail: nn.Conv2d, factor: int
+                       ) -> tuple[Tensor, Tensor]:
+    """The 3 x 3 ``upsample`` (C -> r C), the row shuffle and the 3 x 3 ``tail`` (C -> 1) as
+    one 5 x 5 convolution from C channels to the r row phases.
+
+    Output row ``r i + t`` of the tail reads shuffled rows ``r i + t + k - 1`` (k = 0, 1, 2),
+    which are rows ``i + q`` of the upsampled channels ``c r + t'`` with
+    ``t + k - 1 = r q + t'``; each of those reads three rows of the input around ``i + q``.
+    Collecting the products of the two kernels by their offset from row i and column j gives
+    the kernel of phase t. Exact wherever the tail reads the upsampled map inside its edges.
+
+    Returns
+    -------
+    weight : Tensor
+        ``(r, C, 5, 5)``.
+    bias : Tensor
+        ``(r,)``: the tail's bias plus the upsampling bias seen through the tail.
+    """
+    up_weight, up_bias = upsample.weight, upsample.bias  # (r C, C, 3, 3), (r C,)
+    tail_weight = tail.weight[0]  # (C, 3, 3): channel, row, column
+    weight = up_weight.new_zeros(factor, up_weight.shape[1], 5, 5)
+    bias = tail.bias.expand(factor).clone()
+    for phase in range(factor):
+        for row in range(3):
+            shift, source = divmod(phase + row - 1, factor)  # source phase t', row offset q
+            kernels = up_weight[source::factor]  # channels c r + t', c = 0 .. C - 1
+            for column in range(3):
+                taps = tail_weight[:, row, column]
+                weight[phase, :, shift + 1:shift + 4, column:column + 3] += torch.einsum(
+                    "c,cikl->ikl", taps, kernels)
+                bias[phase] += taps @ up_bias[source::factor]
+    return weight, bias
