@@ -43,8 +43,8 @@ the power spectra of true and synthesised slices. Both are measured per slice, i
 ``w(f) = 1 - exp(-2 pi^2 sigma^2 f^2)``, the response of the residual of a Gaussian blur of
 ``sigma`` pixels (0 for the large structures, which neighbouring slices really differ in,
 near 1 for the texture :func:`~napari_xview.metrics.texture_energy` measures). Each
-frequency's gain is ``1 + a w(f) (g(f) - 1)``, bounded by ``max_gain`` and its inverse (a
-slice sharper than its neighbours is softened the same way). Acquired positions are never
+frequency's gain is ``1 + a w(f) (g(f) - 1)``, with ``g`` bounded by ``max_gain`` and its
+inverse (a slice sharper than its neighbours is softened the same way). Acquired positions are never
 changed. Nothing here is learnt: the same rule serves every model and every slice profile.
 
 The price is measured, not assumed (docs/benchmarks.md, "Banding remedy"): PSNR against the
@@ -59,9 +59,9 @@ import numpy as np
 #: Standard deviation (pixels) of the Gaussian whose residual defines fine texture: the gain
 #: of frequency f is weighted by that residual's response ``1 - exp(-2 pi^2 sigma^2 f^2)``.
 DEFAULT_SIGMA = 2.0
-#: Rings of spatial frequency in which power spectra are measured, at most; fewer for images
-#: under 512 pixels across, so that each ring holds enough frequencies (about 8 pixels of
-#: image width per ring) for a steady estimate of its power.
+#: Rings of spatial frequency in which power spectra are measured, at most: one ring per 8
+#: pixels of a slice's smaller side, so that even a small slice has enough frequencies in
+#: each ring for a steady estimate of its power.
 MAX_BINS = 64
 #: The gain of a frequency never exceeds this, nor falls below its inverse.
 DEFAULT_MAX_GAIN = 3.0
@@ -89,8 +89,8 @@ class _Spectra:
         return np.fft.rfft2(np.asarray(image, np.float32))
 
     def power(self, spectrum: np.ndarray) -> np.ndarray:
-        """Mean power per ring, normalised so that its mean over all pixels is the image's
-        mean square (Parseval): comparable with :data:`ENERGY_FLOOR`."""
+        """Mean power per ring, normalised so that the mean power over the whole spectrum is
+        the image's mean square (Parseval): on the scale of :data:`ENERGY_FLOOR`."""
         power = np.abs(spectrum).ravel() ** 2 / (self.shape[0] * self.shape[1])
         sums = np.bincount(self.ring, weights=power, minlength=len(self.count))
         return np.divide(sums, self.count, out=np.zeros_like(sums), where=self.filled)
