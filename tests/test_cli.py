@@ -360,3 +360,25 @@ def test_synthesize_a_folder_twice_skips_what_is_done(scan, tmp_path, capsys):
     rows = csv.DictReader((out / "summary.csv").open())
     again = {Path(row["input"]).name: row["status"] for row in rows}
     assert again["a.nii.gz"] == again["b.nrrd"] == "skipped (exists)"
+
+
+def test_the_banding_remedy_from_the_command_line(scan, tmp_path, untrained_model, capsys):
+    """``--match-texture`` reaches synthesize: it changes the synthesised slices only, and a
+    strength outside [0, 1] is one clear line."""
+    from napari_xview.engine import load_model, synthesize
+
+    path, volume = scan
+    plain, matched = tmp_path / "plain.nii.gz", tmp_path / "matched.nii.gz"
+    for output, strength in ((plain, "0"), (matched, "1")):
+        assert cli.main(["synthesize", str(path), "--model", str(untrained_model),
+                         "--match-texture", strength, "--dtype", "float32",
+                         "-o", str(output)]) == 0
+    plain, matched = load_volume(plain).array, load_volume(matched).array
+    expected = synthesize(volume, load_model(untrained_model), device="cpu",
+                          match_texture=1.0, output_dtype="float32").fused.array
+    np.testing.assert_allclose(matched, expected, atol=1e-3)
+    assert np.abs(matched - plain)[1::2].max() > 0 and np.array_equal(matched[::2], plain[::2])
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", str(path), "--model", str(untrained_model),
+                  "--match-texture", "2", "-o", str(tmp_path / "bad.nii.gz")])
+    assert "match_texture must lie in [0, 1]" in capsys.readouterr().err

@@ -330,6 +330,7 @@ class WorkerJobs:
                                int(self.ensemble.currentText()),
                                self._progress_relay.progressed.emit,
                                self.target_spacing.value() or None, self._synthesis_cancel,
+                               self.match_texture.value(),
                                _ignore_errors=True)
         worker.returned.connect(lambda returned: self._on_synthesized(returned, layer, kinds))
         worker.errored.connect(self._on_error)
@@ -443,16 +444,19 @@ def make_trainer(volume: Volume, config: Config, checkpoint: Path, resume_from: 
 
 def run_synthesis(volume: Volume, model: XViewModel, device: str, views: bool, ensemble: int,
                   progress: Callable[[float, str], None], target_spacing: float | None = None,
-                  cancel: threading.Event | None = None) -> tuple[SynthesisResult, str]:
+                  cancel: threading.Event | None = None, match_texture: float = 0.0
+                  ) -> tuple[SynthesisResult, str]:
     """Run the engine's synthesis (in the worker thread); also report the device used.
 
     The acquired slices follow the engine's shared rule (``keep_input_slices="auto"``), the
     arithmetic its default (float32), and a model of another slice geometry warns through
-    napari's notifications. Setting ``cancel`` ends it with SynthesisCancelled.
+    napari's notifications. Setting ``cancel`` ends it with SynthesisCancelled;
+    ``match_texture`` is the banding remedy's strength.
     """
     from napari_xview.engine import resolve_device, synthesize
 
     used = str(resolve_device(device))
     result = synthesize(volume, model, device=used, views=views, progress=progress,
-                        ensemble=ensemble, target_spacing=target_spacing, cancel=cancel)
+                        ensemble=ensemble, target_spacing=target_spacing, cancel=cancel,
+                        match_texture=match_texture)
     return result, used

@@ -125,6 +125,10 @@ class SettingsForm:
             lambda _networks: self._update_axial_kind())
         self.synthesize_after = QCheckBox("Synthesize when training ends")
         self.synthesize_after.setChecked(True)
+        self.match_texture = float_box(0.0, 1.0, 0.0, 0.25,
+                                       "Banding remedy: give the synthesised slices the fine "
+                                       "texture of the acquired ones (0: off; 0.5: no smoother "
+                                       "than linear interpolation, for a few hundredths of a dB)")
         self.ensemble = QComboBox()
         self.ensemble.addItems([str(passes) for passes in ENSEMBLE_PASSES])
         self.ensemble.setToolTip("Self-ensemble: average the synthesis over 1, 2 or 4 flips of "

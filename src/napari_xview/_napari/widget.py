@@ -108,6 +108,8 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         Which result layers to add (:data:`~napari_xview._napari.layers.RESULT_KINDS`).
     synthesize_after : QCheckBox
         Synthesise as soon as training ends.
+    match_texture : QDoubleSpinBox
+        Strength of the banding remedy, 0 (off) to 1 (``synthesize(match_texture=)``).
     ensemble : QComboBox
         Self-ensemble passes of the synthesis ("1", "2" or "4"; see
         :func:`~napari_xview.engine.synthesize`).
@@ -241,6 +243,7 @@ class XViewWidget(SettingsForm, WorkerJobs, QWidget):
         result_box, result_form = form_group("Results")
         result_form.addRow("Add layers", kinds)
         result_form.addRow("Passes", self.ensemble)
+        result_form.addRow("Texture", self.match_texture)
         result_form.addRow(self.synthesize_after)
         result_form.addRow(self.synthesize_button)
         result_form.addRow(model_buttons)

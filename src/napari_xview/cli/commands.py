@@ -276,7 +276,7 @@ def synthesize_with_progress(volume, model, args: argparse.Namespace):
                                 keep_input_slices=KEEP_CHOICES[args.acquired_slices],
                                 ensemble=args.ensemble, target_spacing=args.target_spacing,
                                 output_dtype=args.dtype, precision=args.precision,
-                                cancel=cancel,
+                                match_texture=args.match_texture, cancel=cancel,
                                 progress=stages.update)
     except SynthesisCancelled:
         end_line = "\n" if bar.interactive else ""  # after the bar, not on it

@@ -45,6 +45,11 @@ def _add_output_grid(parser: argparse.ArgumentParser) -> None:
                         const="keep", help="same as --acquired-slices keep")
     parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_PASSES, default=1,
                         help=ENSEMBLE_HELP)
+    parser.add_argument("--match-texture", type=float, default=0.0, metavar="A",
+                        help="banding remedy, 0 to 1: give the synthesised slices the fine "
+                             "texture of the acquired ones by a per-frequency gain (0: off, the "
+                             "default; 0.5: texture no smoother than linear interpolation's for "
+                             "about 0.04 dB; docs/benchmarks.md)")
     parser.add_argument("--precision", choices=SYNTHESIS_PRECISIONS, default="float32",
                         help="arithmetic of the synthesis: float32 (default) or bf16, bfloat16 "
                              "autocast on a CUDA GPU (faster; steps of about 8 HU in soft "

@@ -34,6 +34,7 @@ from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.grid import is_factor_grid, resample_z
 from napari_xview.io import Volume
 from napari_xview.io.window import output_dtype_for, to_input_range, to_unit
+from napari_xview.texture import restore_texture
 from napari_xview.views import axial_upsample, output_length
 
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
@@ -322,7 +323,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
                precision: str = "float32", progress: Progress | None = None,
                num_threads: int | None = None,
                ensemble: int = 1, target_spacing: float | None = None,
-               output_dtype: str = "auto", cancel: Cancel | None = None) -> SynthesisResult:
+               output_dtype: str = "auto", cancel: Cancel | None = None,
+               match_texture: float = 0.0) -> SynthesisResult:
     """Synthesise r - 1 slices between every two slices of ``volume``.
 
     Parameters
@@ -370,6 +372,12 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         Checked before each view and after each chunk of images or slice pairs (and before
         the fusion): once the event is set, or the callable returns True, the synthesis stops
         by raising SynthesisCancelled. Another thread (a GUI, a signal handler) sets it.
+    match_texture : float
+        Beyond the paper, against banding: strength in [0, 1] with which the synthesised
+        slices of the fused volume are given the fine texture of the acquired slices around
+        them (:func:`napari_xview.texture.restore_texture`); 0, the default, leaves the fused
+        volume as equation (7) makes it. Trades PSNR for texture beyond about 0.5
+        (docs/benchmarks.md, "Banding remedy"). The views are not changed.
 
     Returns
     -------
@@ -413,6 +421,8 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if precision not in SYNTHESIS_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(SYNTHESIS_PRECISIONS)}, got "
                          f"{precision!r}")
+    if not 0.0 <= match_texture <= 1.0:
+        raise ValueError(f"match_texture must lie in [0, 1], got {match_texture!r}")
     amp = precision == "bf16"
     dz_fine = volume.spacing[0] / model.factor
     if target_spacing is not None and not target_spacing >= dz_fine * (1 - 1e-6):
@@ -440,11 +450,15 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
         axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
                                                      progress, check_cancel, workers)
     _check_finite_views(axial=axial, coronal=coronal, sagittal=sagittal)
-    del unit  # the pass-through below reads the unclipped input instead
     if progress:
         progress(VIEWS_SHARE, VIEW_LABELS["fusion"])
     check_cancel()
     fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
+    if match_texture:
+        # match what the result's slices z = r i will be: the input's where it is kept
+        restore_texture(fused, factor, strength=match_texture, reference=unit if keep else None,
+                        inplace=True)
+    del unit  # the pass-through below reads the unclipped input instead
     spacing, affine = volume.resampled_z_grid(factor)
     results = {"fused": fused, "axial": axial if views else None,
                "coronal": coronal if views else None, "sagittal": sagittal if views else None}
