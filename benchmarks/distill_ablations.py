@@ -146,20 +146,22 @@ def report(directory: Path) -> str:
     SSIM_a of the fusion), with linear and cubic interpolation of the same region."""
     results = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))
                if p.name != "stage1.json"]
-    results.sort(key=lambda r: r["cpu_seconds"])
+    results.sort(key=lambda r: (r["steps"]["stage1"] + r["steps"]["stage2"], r["name"]))
     if not results:
         raise SystemExit(f"no variant results in {directory}")
     rows = results[0]["rows"]
     lines = [f"Linear {rows['linear']['psnr']:.2f} dB, cubic {rows['cubic']['psnr']:.2f} dB "
              f"({results[0]['region']}).", "",
-             "| variant | stage-2 steps | CPU s | " + " | ".join(h for h, _ in COLUMNS)
-             + " | SSIM_a eq. (7) |",
+             "| variant | steps after stage 1 (stage 2) | CPU s | "
+             + " | ".join(h for h, _ in COLUMNS) + " | SSIM_a eq. (7) |",
              "|---|---:|---:|" + "---:|" * (len(COLUMNS) + 1)]
     for result in results:
         cells = [f"{result['rows'][row]['psnr']:.2f}" if row in result["rows"] else "-"
                  for _, row in COLUMNS]
         ssim = result["rows"].get(FUSED_ROW, {}).get("ssim_a")
-        lines.append(f"| {result['name']} | {result['steps']['stage2']} | "
+        steps = result["steps"]
+        lines.append(f"| {result['name']} | {steps['stage1'] + steps['stage2']} "
+                     f"({steps['stage2']}) | "
                      f"{result['cpu_seconds']:.0f} | " + " | ".join(cells)
                      + (f" | {ssim:.4f} |" if ssim is not None else " | - |"))
     return "\n".join(lines)
