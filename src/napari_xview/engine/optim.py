@@ -3,8 +3,10 @@
 With ``TrainConfig.sint_lr`` set, SInt-A learns at a rate of its own. Adam moves every weight
 by about its learning rate whatever the size of the gradient, so the rate that suits PInt (16
 channels, 3 x 3 x 16 inputs a convolution) moves SInt-A (3 x 3 x 64 to 3 x 3 x 384) several
-times further each step; with "distill", whose SInt-A starts fresh in stage 2 at PInt's 1e-3,
-five steps took SInt-A from linear interpolation's PSNR to 7 dB (docs/benchmarks.md).
+times further each step. With the "distill" preset, whose SInt-A starts fresh in stage 2 at
+PInt's 1e-3, five stage-2 steps took SInt-A from 31.6 dB (about linear interpolation) to
+7.2 dB on a 5 mm scan at r = 2 (docs/benchmarks.md, "Why SInt-A stays below linear
+interpolation").
 
 The groups keep the order of ``XViewModel.parameters()`` (SInt-A's, then PInt's), so that a
 saved optimiser state maps by position onto either layout (:func:`fit_groups`) and a run can
