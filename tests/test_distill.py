@@ -150,6 +150,8 @@ def test_equation_7_on_three_distilled_views(phantom):
 def test_the_distill_preset():
     config = train_config_for("distill")
     assert config.recipe == "inplane-distill" and config.cmd_skip_copied
+    # SInt-A at its own, lower rate, without the memory terms (docs/benchmarks.md)
+    assert config.sint_lr < config.lr and config.weight_memory == 0.0
     assert ModelConfig.from_preset("distill", 4).views == "all"
     # the paper's preset stays section 3.2 as written
     paper = train_config_for("paper")
