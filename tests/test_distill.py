@@ -151,6 +151,9 @@ def test_the_distill_preset():
     config = resolve("distill", 4)
     assert config.objective.recipe == "inplane-distill" and config.objective.cmd_skip_copied
     assert config.model.networks == "both"
+    # SInt-A at its own, lower rate, without the memory terms (docs/benchmarks.md)
+    assert config.optimisation.sint_lr < config.optimisation.lr
+    assert config.objective.weight_memory == 0.0
     # the paper's preset stays section 3.2 as written
     paper = resolve("paper", 4)
     assert paper.objective.recipe == "downsampled" and not paper.objective.cmd_skip_copied

@@ -11,7 +11,7 @@ import torch
 from conftest import paper_training, tiny_model, with_model
 from napari_xview import cli
 from napari_xview.baselines import BASELINES
-from napari_xview.evaluate import FUSED_ROW, evaluate, simulate_thick_slices
+from napari_xview.evaluate import FUSED_ROW, PIXELWISE_PAIR_ROW, evaluate, simulate_thick_slices
 from napari_xview.sample import make_phantom
 
 
@@ -50,6 +50,9 @@ def test_evaluate_reports_every_row_and_never_trains_on_the_truth(truth, monkeyp
     for values in report.rows.values():
         assert 0 < values["psnr"] < 100 and -1 <= values["ssim_a"] <= 1
         assert values["psnr_all"] >= values["psnr"]  # input slices are nearly exact
+    # the pixel-wise pair of a three-view model is the mean of its two views, scored alone
+    pair, coronal = report.rows[PIXELWISE_PAIR_ROW], report.rows["PInt-C"]
+    assert pair != coronal and pair != report.rows[FUSED_ROW]
     assert report.best_baseline() in ("nearest", "linear", "cubic")
     assert "| cubic |" in report.to_markdown()
     assert json.loads(report.to_json())["factor"] == 2

@@ -35,6 +35,9 @@ VIEW_ROWS = {
     "SInt-A+PInt-C": ("axial", "coronal"),
     "SInt-A+PInt-S": ("axial", "sagittal"),
 }
+#: Beside the rows of Table 4, for a three-view model: its two pixel-wise views alone, so that
+#: what SInt-A adds to the fusion (or takes from it) is read off the same model.
+PIXELWISE_PAIR_ROW = "PInt-C+PInt-S"
 FUSED_ROW = "Fused, eq. (7)"
 #: Beyond the paper: the three views weighted by their agreement (``fusion.fuse_by_agreement``,
 #: differences under :data:`AGREEMENT_HU` count as agreement); scored beside equation (7).
@@ -278,6 +281,8 @@ def score(thick: Volume, truth: Volume, model, config: Config, degradation: str,
             combined = np.mean([views[view] for view in members], axis=0)
             rows[name] = _scores(combined, truth.array, factor, window)
     if model.has_axial:
+        rows[PIXELWISE_PAIR_ROW] = _scores((views["coronal"] + views["sagittal"]) / 2,
+                                           truth.array, factor, window)
         rows[AGREEMENT_ROW] = _scores(
             fuse_by_agreement(*(views[v].astype(np.float32)
                                 for v in ("axial", "coronal", "sagittal")),

@@ -44,7 +44,11 @@ _PAPER_DATA = {"data.central_size": 256, "data.degradation": "direct",
 #: - "distill" (beyond the paper): "pixelwise" for stage 1 (30 % of the budget), then recipe
 #:   "inplane-distill": PInt, taught at the true scale, teaches SInt-A on the scan's own slices
 #:   (on every synthesised voxel) and learns back on the gamma share where they agree, copied
-#:   slices left out; N = 1, 3-slice crops of 96 x 96, PInt on 16 lines a crop.
+#:   slices left out; N = 1, 3-slice crops of 96 x 96, PInt on 16 lines a crop. SInt-A learns
+#:   at 1e-4 (PInt's 1e-3 threw it far below linear interpolation in its first steps) without
+#:   the memory terms (their gradient on its encoder is about 1000 times the distillation's):
+#:   better for SInt-A on both 5 mm scans and on the chest CT (docs/benchmarks.md, "Why SInt-A
+#:   stays below linear interpolation").
 PRESET_CHANGES: dict[str, dict[str, Any]] = {
     "pixelwise": {},
     "paper": {**_PAPER_NETWORKS, **_PAPER_OPTIMISER, **_PAPER_DATA,
@@ -56,7 +60,8 @@ PRESET_CHANGES: dict[str, dict[str, Any]] = {
                 "optimisation.stage1_fraction": 0.3, "objective.n_incremental": 1,
                 "data.pint_lines": 16, "data.stage2_crop_slices": 3,
                 "data.stage2_patch_size": 96, "objective.cmd_skip_copied": True,
-                "objective.teach_gamma": 1.0},
+                "objective.teach_gamma": 1.0, "optimisation.sint_lr": 1e-4,
+                "objective.weight_memory": 0.0},
 }
 
 #: Every preset as a complete configuration at r = 4.

@@ -175,6 +175,12 @@ class OptimisationConfig(Section):
         (0.1: "decayed by 0.1 after ten epochs").
     lr_decay_at : float
         Share of the budget after which the learning rate decays (0.2: ten epochs of fifty).
+    sint_lr : float or None
+        SInt-A's own Adam learning rate (decayed with ``lr``); none: ``lr`` for both networks,
+        as the paper. Adam moves every weight by about its learning rate whatever the
+        gradient's size, and SInt-A's convolutions sum 4 to 24 times more inputs than PInt's
+        (3 x 3 x 64 to 3 x 3 x 384 against 3 x 3 x 16 in the CPU presets), so a rate chosen
+        for PInt moves SInt-A's output that much further each step (:mod:`.engine.optim`).
     grad_clip : float or None
         Clip the global gradient norm to this value before each Adam step (none: no clipping,
         as the paper).
@@ -191,6 +197,7 @@ class OptimisationConfig(Section):
     lr: float = option(1e-3, low=0.0, low_open=True)
     lr_decay: float = option(0.1, low=0.0)
     lr_decay_at: float = option(0.8, low=0.0, high=1.0)
+    sint_lr: float | None = option(None, low=0.0, low_open=True)
     grad_clip: float | None = option(1.0, low=0.0, low_open=True)
     seed: int = option(0, low=0)
 

@@ -46,6 +46,7 @@ from napari_xview.engine.model import (
     restore_training,
     save_model,
 )
+from napari_xview.engine.optim import fit_groups, group_rates, parameter_groups
 from napari_xview.engine.sampling import CropSampler, degrade_crops, training_geometry
 from napari_xview.engine.selfcheck import held_out_per_volume, live_self_check
 from napari_xview.engine.store import ScanFile, Scans, VolumeStore
@@ -134,7 +135,8 @@ class Trainer:
         if self.world_size > 1:  # every rank starts from rank 0's networks
             distributed.broadcast_parameters(self.model.parameters(), [
                 b for module in self.model.modules() for b in module.buffers()])
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.optimisation.lr)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, self.config),
+                                          lr=self.config.optimisation.lr)
         # each rank its own crops: a seed of its own (rank 0 draws what one process draws)
         self.generator = torch.Generator().manual_seed(self._rank_seed(0))
         self.step = 0
@@ -165,7 +167,8 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, volumes: Volume | Sequence[Volume], *,
                         checkpoint_path: str | Path | None = None,
-                        overrides: Mapping[str, Any] | None = None) -> Trainer:
+                        overrides: Mapping[str, Any] | None = None,
+                        config: Config | None = None) -> Trainer:
         """Continue a run where it stopped: weights, memory bank, optimiser, step and RNG.
 
         The run keeps its saved configuration, but not the runtime section, which belongs to
@@ -184,6 +187,10 @@ class Trainer:
             checkpoint interval) or a new budget (``optimisation.steps`` or ``.minutes``),
             applied before the trainer sets the threads and resolves the device. Other options
             are refused: a resumed run is the run that stopped.
+        config : Config, optional
+            Replaces the saved configuration (its model section is the checkpoint's): for
+            experiments that branch from one saved state with other settings (the
+            benchmarks); the command line and the dock do not offer it.
 
         Returns
         -------
@@ -196,8 +203,9 @@ class Trainer:
             raise CheckpointError(f"{path} holds a model but no training state, so training "
                                   f"cannot resume from it: start a new run with it as `model`")
         model = model_from_checkpoint(payload, path)
-        saved = Config.from_dict(state["config"], RuntimeConfig())
-        if "data" not in state["config"] and "holdout_fraction" not in state["config"]:
+        saved = config or Config.from_dict(state["config"], RuntimeConfig())
+        if config is None and "data" not in state["config"] \
+                and "holdout_fraction" not in state["config"]:
             saved = saved.replace({"data.holdout_fraction": 0.0})  # it held none out
         config = dataclasses.replace(saved, preset=model.preset or saved.preset,
                                      model=model.config).resumed(overrides or {})
@@ -212,7 +220,8 @@ class Trainer:
         return self.config.optimisation.seed + 1_000_003 * self.rank + step
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(fit_groups(
+            state["optimizer"], [len(g["params"]) for g in self.optimizer.param_groups]))
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
         per_rank = state.get("rng_per_rank")
@@ -348,8 +357,9 @@ class Trainer:
     def _timed_step(self, stage: int) -> Step:
         started = time.perf_counter()
         lr = self._learning_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        rates = group_rates(self.config, len(self.optimizer.param_groups), lr)
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
         losses = self.train_step(stage)
         seconds = time.perf_counter() - started
         self.step += 1
@@ -394,7 +404,7 @@ class Trainer:
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"training diverged at step {self.step + 1} (the loss is {float(total)}): "
-                f"lower the learning rate (now {self.optimizer.param_groups[0]['lr']:g}) or "
+                f"lower the learning rate (now {self.optimizer.param_groups[-1]['lr']:g}) or "
                 f"resume from an earlier checkpoint")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
