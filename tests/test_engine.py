@@ -400,3 +400,10 @@ def test_a_whole_slice_config_survives_json_and_a_checkpoint(phantom, tmp_path):
     run_all(trainer)
     resumed = Trainer.from_checkpoint(tmp_path / "run.pt", phantom)
     assert resumed.config.data.central_size is None
+    # an experiment branching from the saved state with other settings (the benchmarks)
+    branch = Trainer.from_checkpoint(tmp_path / "run.pt", phantom,
+                                     config=config.replace(gamma=0.2, steps=4))
+    assert branch.config.objective.gamma == 0.2 and branch.step == resumed.step == 2
+    assert branch.config.model == resumed.model.config
+    with pytest.raises(ValueError, match=r"objective\.gamma cannot change"):
+        Trainer.from_checkpoint(tmp_path / "run.pt", phantom, overrides={"gamma": 0.2})
