@@ -117,7 +117,7 @@ class Config:
         if budget & set(keys.values()):  # steps replace minutes, and the other way round
             config = config.replace({"optimisation.steps": None, "optimisation.minutes": None})
         resumed = config.replace(overrides)
-        fixed = sorted(key for key, (section, name) in keys.items()
+        fixed = sorted(f"{section}.{name}" for section, name in keys.values()
                        if section != "runtime" and (section, name) not in budget
                        and getattr(getattr(resumed, section), name)
                        != getattr(getattr(self, section), name))
