@@ -4,7 +4,7 @@ A whole synthesis of 512 x 512 x 300 at r = 4 with the real network takes too lo
 to be a quick check, so the peak is measured in two processes and added:
 
 - ``arrays``: the whole synthesis with PInt replaced by linear interpolation along rows
-  (same shapes, negligible work): input, network-scale copy, views, fusion, HU mapping;
+  (same shapes, negligible work): input, held views, fusion, HU mapping, the result;
 - ``network``: the default model's PInt on whole coronal images of 300 x 512 as synthesis
   runs them (on a CPU, one pass per thread at a time), above the process's baseline.
 
@@ -70,13 +70,15 @@ def part_network(args) -> dict:
     model = XViewModel.create(resolve(None, args.factor).model).eval()
     workers = torch.get_num_threads()  # as synthesis shares the images on a CPU
     images = images_per_task(model, args.slices, args.size, workers)
-    # coronal images as synthesis runs them: two passes per thread, one after the other
-    unit = np.random.default_rng(0).random((args.slices, 2 * workers * images, args.size),
-                                           dtype=np.float32)
+    # coronal images of a scan in HU as synthesis runs them: two passes per thread, one after
+    # the other, each mapped to the networks' scale as it starts
+    low, high = model.config.window
+    hu = np.random.default_rng(0).integers(low, high, (args.slices, 2 * workers * images,
+                                                      args.size), dtype=np.int16)
     baseline = peak_rss_mib()
     with torch.inference_mode():
-        _synthesize_pint_view(model, unit, "coronal", torch.device("cpu"), False,
-                              lambda fraction: None, workers)
+        _synthesize_pint_view(model, hu, "coronal", torch.device("cpu"), False,
+                              lambda fraction: None, workers, window=(low, high))
     return {"workers": workers, "images_per_pass": images,
             "peak_above_baseline_mib": peak_rss_mib() - baseline}
 

@@ -19,7 +19,7 @@ import time
 import torch
 
 #: Functions of the synthesis reported by name (torch built-ins are reported too).
-PARTS = ("forward", "_pint_pass", "_upscale_in_one", "_fuse_in_chunks", "disagreement",
+PARTS = ("forward", "_pint_pass", "_upscale_in_one", "add_columns", "disagreement",
          "to_input_range", "to_unit")
 
 

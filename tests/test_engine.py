@@ -351,9 +351,20 @@ def test_self_ensemble_flips_back_onto_the_same_grid(monkeypatch, factor, phanto
     # or unflipped axis in the ensemble would change the result
     from napari_xview.baselines import interpolate_z
     from napari_xview.engine import synthesis
+    from napari_xview.io.window import to_unit
 
-    monkeypatch.setattr(synthesis, "_synthesize_view",
-                        lambda model, unit, view, *rest: interpolate_z(unit, factor, "linear"))
+    def linear(model, unit, view, *rest, window=None, out=None, sink=None):
+        result = interpolate_z(unit if window is None else to_unit(unit, window), factor,
+                               "linear")
+        if sink is not None:  # the last view, handed over as one block of all its columns
+            sink(0, result.shape[2], result)
+            return None
+        if out is not None:
+            out[...] = result
+            return out
+        return result
+
+    monkeypatch.setattr(synthesis, "_synthesize_view", linear)
     volume = phantom.with_array(phantom.array[:5, :16, :20])
     model = XViewModel.create(tiny_config(factor))
     one = synthesize(volume, model, device="cpu", views=True)

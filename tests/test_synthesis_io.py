@@ -67,7 +67,8 @@ def test_metal_and_padding_survive_synthesis(ct, result):
     inside[:, :4, :4] = False
     inside[r * 1 + 1:r * 3, 8:11, 8:11] = False
     assert result.fused.array[inside].min() >= -1024 and result.fused.array[inside].max() <= 3072
-    assert result.disagreement.array.dtype == np.float32
+    # the disagreement map takes the result's type: whole HU, as the fused volume it describes
+    assert result.disagreement.array.dtype == np.int16
 
 
 def test_values_outside_the_window_survive_a_nifti_round_trip(result, tmp_path):

@@ -216,3 +216,42 @@ def restore_texture(volume: np.ndarray, factor: int, *, strength: float = 1.0,
                 spectrum += spectra.noise(target, current, strength, rng)
             out[z] = np.fft.irfft2(spectrum, s=spectra.shape)
     return out
+
+
+def match_result_texture(fused: np.ndarray, hu_input: np.ndarray, window, factor: int,
+                         strength: float, *, keep_input_slices: bool) -> None:
+    """:func:`restore_texture` on a synthesis result in HU, in place (``match_texture``).
+
+    The gain is computed on the networks' [0, 1] scale, where :data:`ENERGY_FLOOR` applies,
+    and what it changes is added back in HU, so that voxels it leaves alone keep their exact
+    value; an integer result is rounded again as the synthesis rounds it. The targets are the
+    acquired slices (the input) where the result keeps them, else the result's own slices at
+    ``z = r i``.
+
+    Parameters
+    ----------
+    fused : numpy.ndarray
+        The fused result ``(r (l - 1) + 1, y, x)``, float32 or int16 HU; changed in place.
+    hu_input : numpy.ndarray
+        The input volume ``(l, y, x)`` in HU.
+    window : tuple of float
+        The model's intensity window (low, high).
+    factor : int
+        The factor r.
+    strength : float
+        ``a`` of :func:`restore_texture`.
+    keep_input_slices : bool
+        Whether the result keeps the acquired slices (the reference is then the input).
+    """
+    low, high = (float(limit) for limit in window)
+    scale = np.float32(high - low)
+    unit = (fused.astype(np.float32) - np.float32(low)) / scale
+    reference = (hu_input.astype(np.float32) - np.float32(low)) / scale \
+        if keep_input_slices else None
+    change = restore_texture(unit, factor, strength=strength, reference=reference) - unit
+    change *= scale
+    if np.issubdtype(fused.dtype, np.integer):
+        limits = np.iinfo(fused.dtype)
+        fused[...] = np.clip(np.rint(fused + change), limits.min, limits.max)
+    else:
+        fused += change

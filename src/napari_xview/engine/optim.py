@@ -29,9 +29,14 @@ def parameter_groups(model, config: Config) -> list[dict[str, Any]]:
             {"params": list(model.pint.parameters())}]
 
 
-def group_rates(config: Config, groups: int, lr: float) -> list[float]:
-    """The learning rate of each of ``groups`` groups when the schedule's (PInt's) is ``lr``:
-    SInt-A's is ``sint_lr``, decayed as ``lr`` is."""
+def group_rates(config: Config, groups: int, fraction: float) -> list[float]:
+    """The learning rate of each of ``groups`` groups once ``fraction`` of the budget is used.
+
+    The schedule (section 4.1): Adam at ``lr``, decayed once by ``lr_decay`` after
+    ``lr_decay_at`` of the budget; SInt-A's group, if it has one, at ``sint_lr`` decayed alike.
+    """
+    adam = config.optimisation
+    lr = adam.lr * (adam.lr_decay if fraction >= adam.lr_decay_at else 1.0)
     if groups == 1:
         return [lr]
     return [lr * config.optimisation.sint_lr / config.optimisation.lr, lr]

@@ -14,11 +14,9 @@ from the input) and come out as int16 for an integer input, float32 otherwise.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +25,20 @@ import torch
 from napari_xview.axes import check_slice_axis
 from napari_xview.config import ENSEMBLE_PASSES, SYNTHESIS_PRECISIONS
 from napari_xview.engine.allocator import heap_reuse
+from napari_xview.engine.assembly import ResultAssembler
 from napari_xview.engine.device import autocast_for, configure_cpu_threads, resolve_device
 from napari_xview.engine.model import XViewModel, load_model
+from napari_xview.engine.result import (  # noqa: F401 (SynthesisCancelled: part of this API)
+    Cancel,
+    SynthesisCancelled,
+    SynthesisResult,
+    cancel_checker,
+)
 from napari_xview.engine.workers import cpu_workers, in_order
-from napari_xview.fusion import disagreement, fuse_views
 from napari_xview.grid import is_factor_grid, resample_z
 from napari_xview.io import Volume
-from napari_xview.io.window import output_dtype_for, to_input_range, to_unit
-from napari_xview.texture import restore_texture
+from napari_xview.io.window import output_dtype_for, to_unit
+from napari_xview.texture import match_result_texture
 from napari_xview.views import axial_upsample, output_length
 
 #: Most input voxels handed to a network at once (16 MiB of float32 input). PInt's features
@@ -46,57 +50,6 @@ CHUNK_VOXELS = 1 << 22
 ENSEMBLE_FLIPS: tuple[tuple[int, ...], ...] = ((), (0, 1, 2), (0,), (1, 2))
 
 Progress = Callable[[float, str], None]
-#: What ``synthesize(cancel=...)`` accepts: an event that is set, or a callable that returns
-#: True, when the caller wants the synthesis to stop.
-Cancel = threading.Event | Callable[[], bool]
-
-
-class SynthesisCancelled(Exception):
-    """:func:`synthesize` stopped because its ``cancel`` was set; it returns nothing."""
-
-
-def _cancel_checker(cancel: Cancel | None) -> Callable[[], None]:
-    """A function that raises SynthesisCancelled once ``cancel`` is set (never for None)."""
-    if cancel is None:
-        return lambda: None
-    is_set = cancel.is_set if isinstance(cancel, threading.Event) else cancel
-    if not callable(is_set):
-        raise TypeError(f"cancel must be a threading.Event or a callable, got "
-                        f"{type(cancel).__name__}")
-
-    def check() -> None:
-        if is_set():
-            raise SynthesisCancelled("synthesis cancelled")
-
-    return check
-
-
-@dataclass
-class SynthesisResult:
-    """The synthesised volumes, all on the output grid (``r * (l - 1) + 1`` slices, HU).
-
-    ``axial``, ``coronal`` and ``sagittal`` are O_a, O_c and O_s (None when views were not
-    kept); ``fused`` is O (equation (7)); these four hold the input's values outside the
-    network window (:mod:`napari_xview.io.window`) and share one data type (int16 or
-    float32). ``disagreement`` is the per-voxel spread of the three networks' views in HU
-    (float32, within the window), high where the synthesis is least reliable. ``factor``
-    is the model's r (the grid may be another, with a target spacing).
-    """
-
-    fused: Volume
-    axial: Volume | None
-    coronal: Volume | None
-    sagittal: Volume | None
-    disagreement: Volume | None
-    seconds: float
-    factor: int | None = None
-
-    def layers(self) -> Iterator[tuple[str, Volume]]:
-        """(name, volume) for every volume present, fused first."""
-        for name in ("fused", "axial", "coronal", "sagittal", "disagreement"):
-            volume = getattr(self, name)
-            if volume is not None:
-                yield name, volume
 
 
 def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
@@ -104,16 +57,31 @@ def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(total, start + size)
 
 
+def _network_scale(window: Sequence[float] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """How a part of the input becomes the networks' input: as given (None: it is already on
+    the [0, 1] scale) or mapped from HU through ``window`` a part at a time. The mapping is
+    per voxel, so the parts are those of the whole volume mapped at once, without its
+    float32 copy."""
+    if window is None:
+        return lambda part: part
+    return lambda part: to_unit(part, window)
+
+
 def _synthesize_axial(model: XViewModel, unit: np.ndarray, device: torch.device,
-                      amp: bool, report: Callable[[float], None]) -> np.ndarray:
-    """O_a = SInt_a(V), a few slice pairs at a time."""
+                      amp: bool, report: Callable[[float], None], *,
+                      window: Sequence[float] | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """O_a = SInt_a(V), a few slice pairs at a time (``window``: ``unit`` is in HU; ``out``:
+    the array to write O_a into)."""
     factor = model.factor
     n_slices, height, width = unit.shape
-    output = np.empty((output_length(n_slices, factor), height, width), np.float32)
+    scale = _network_scale(window)
+    output = np.empty((output_length(n_slices, factor), height, width), np.float32) \
+        if out is None else out
     pairs_per_chunk = max(1, CHUNK_VOXELS // (height * width))
     with heap_reuse():  # the output above is allocated outside: only temporaries reuse
         for start, stop in _chunks(n_slices - 1, pairs_per_chunk):
-            chunk = torch.from_numpy(unit[start:stop + 1])[None].to(device)
+            chunk = torch.from_numpy(scale(unit[start:stop + 1]))[None].to(device)
             with autocast_for(device, amp):
                 upsampled, _ = axial_upsample(model.sint, chunk)
             output[factor * start:factor * stop + 1] = upsampled[0].float().cpu().numpy()
@@ -152,65 +120,69 @@ def images_per_task(model: XViewModel, rows: int, columns: int, workers: int) ->
 
 def _pint_pass(model: XViewModel, images: torch.Tensor, device: torch.device,
                amp: bool) -> torch.Tensor:
-    """PInt on whole images ``(N, L, C)`` (any strides): ``(N, r (L - 1) + 1, C)`` on the CPU."""
+    """PInt on whole images ``(N, L, C)`` (any strides): ``(N, r (L - 1) + 1, C)`` on the CPU.
+
+    The images are copied into a fresh channels-last batch, the layout PInt's head asks for.
+    Whatever their source's strides, every pass is then computed alike: a batch that happens
+    to be contiguous already (one image mapped from HU on its own) would otherwise be left as
+    it is, and oneDNN's other algorithm for it differs in the last bits.
+    """
     with torch.inference_mode(), autocast_for(device, amp):  # modes of the calling thread
-        return model.pint(images[:, None].to(device))[:, 0].float().cpu()
+        batch = torch.empty((images.shape[0], 1, *images.shape[1:]), dtype=images.dtype,
+                            device=device, memory_format=torch.channels_last)
+        return model.pint(batch.copy_(images[:, None]))[:, 0].float().cpu()
+
+
+#: What receives a view's passes instead of an output array: ``(start, stop, block)``, the
+#: block being lines ``[start, stop)`` of the view (y for coronal, x for sagittal) as a
+#: ``(z, y, x)`` array, called in the order of the lines, in the calling thread.
+Sink = Callable[[int, int, np.ndarray], None]
 
 
 def _synthesize_pint_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
                           amp: bool, report: Callable[[float], None],
-                          workers: int = 1) -> np.ndarray:
+                          workers: int = 1, *, window: Sequence[float] | None = None,
+                          out: np.ndarray | None = None,
+                          sink: Sink | None = None) -> np.ndarray | None:
     """O_c or O_s: PInt over coronal images (one per y) or sagittal images (one per x).
 
-    Each pass reads its images straight from ``unit`` and writes its result straight into
-    the output (one copy each way). With ``workers`` > 1 (a CPU) the passes go to that many
-    threads of one torch thread each (:mod:`napari_xview.engine.workers`) and are at most
-    ``1 / workers`` as large (:func:`images_per_task`), so the memory in flight is at most
-    that of one pass alone.
+    Each pass reads its images straight from ``unit`` (in HU, mapped a pass at a time, when
+    ``window`` is given) and writes its result straight into the output (one copy each way):
+    a new array, ``out``, or, with ``sink``, nothing (None is returned). With ``workers`` > 1
+    (a CPU) the passes go to that many threads of one torch thread each
+    (:mod:`napari_xview.engine.workers`) and are at most ``1 / workers`` as large
+    (:func:`images_per_task`), so the memory in flight is at most that of one pass alone.
     """
     n_slices, height, width = unit.shape
-    output = np.empty((output_length(n_slices, model.factor), height, width), np.float32)
+    scale = _network_scale(window)
     coronal = view == "coronal"
+    output = None
+    if sink is None:
+        output = np.empty((output_length(n_slices, model.factor), height, width), np.float32) \
+            if out is None else out
     lines, columns = (height, width) if coronal else (width, height)
     per_pass = images_per_task(model, n_slices, columns, workers)
     # (z, lines, columns) views of the input and the output, whichever the view
     source = unit if coronal else unit.transpose(0, 2, 1)
-    target = output if coronal else output.transpose(0, 2, 1)
+    target = None if output is None else output if coronal else output.transpose(0, 2, 1)
 
-    def upsample_lines(start: int, stop: int) -> int:
-        images = torch.from_numpy(source[:, start:stop]).permute(1, 0, 2)
-        target[:, start:stop] = _pint_pass(model, images, device, amp).permute(1, 0, 2).numpy()
-        return stop
+    def upsample_lines(start: int, stop: int) -> tuple[int, int, np.ndarray | None]:
+        images = torch.from_numpy(scale(source[:, start:stop])).permute(1, 0, 2)
+        upsampled = _pint_pass(model, images, device, amp).permute(1, 0, 2).numpy()
+        if target is None:
+            return start, stop, upsampled if coronal else upsampled.transpose(0, 2, 1)
+        target[:, start:stop] = upsampled
+        return start, stop, None
 
     # The output above is allocated outside heap_reuse: only the passes' temporaries reuse.
     # Passes queued ahead of the threads hold no memory until they start.
     with heap_reuse(), cpu_workers(workers) as pool:
-        for stop in in_order(pool, upsample_lines, _chunks(lines, per_pass),
-                             in_flight=2 * workers):
+        for start, stop, block in in_order(pool, upsample_lines, _chunks(lines, per_pass),
+                                           in_flight=2 * workers):
+            if sink is not None:
+                sink(start, stop, block)
             report(stop / lines)
     return output
-
-
-def _fuse_in_chunks(axial: np.ndarray, coronal: np.ndarray, sagittal: np.ndarray, factor: int,
-                    with_spread: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Equation (7) and the disagreement map, a slab of z at a time (bounded temporaries).
-
-    Slabs start at multiples of r, so each slab's own z % r matches the whole volume's.
-    Without the disagreement map the views are not kept, so the fused volume overwrites
-    ``coronal`` (each slab is computed before it is written): one output-sized array less
-    at the memory peak.
-    """
-    fused = np.empty_like(coronal) if with_spread else coronal
-    spread = np.empty_like(coronal) if with_spread else None
-    plane = coronal.shape[1] * coronal.shape[2]
-    slab = factor * max(1, CHUNK_VOXELS // (plane * factor))
-    for start, stop in _chunks(coronal.shape[0], slab):
-        part = slice(start, stop)
-        axial_part = None if axial is None else axial[part]
-        fused[part] = fuse_views(axial_part, coronal[part], sagittal[part], factor)
-        if with_spread:
-            spread[part] = disagreement(axial_part, coronal[part], sagittal[part])
-    return fused, spread
 
 
 #: What the progress messages call each view, and the last stage: equation (7), the
@@ -223,27 +195,36 @@ VIEWS_SHARE = 0.97
 
 
 def _synthesize_view(model: XViewModel, unit: np.ndarray, view: str, device: torch.device,
-                     amp: bool, report: Callable[[float], None], workers: int) -> np.ndarray:
-    """O_a, O_c or O_s of ``unit``."""
+                     amp: bool, report: Callable[[float], None], workers: int,
+                     **where) -> np.ndarray | None:
+    """O_a, O_c or O_s of ``unit``; ``where``: ``window``, ``out`` or (PInt) ``sink``."""
     if view == "axial":
-        return _synthesize_axial(model, unit, device, amp, report)
-    return _synthesize_pint_view(model, unit, view, device, amp, report, workers)
+        return _synthesize_axial(model, unit, device, amp, report, **where)
+    return _synthesize_pint_view(model, unit, view, device, amp, report, workers, **where)
 
 
 def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device, amp: bool,
                       passes: int, progress: Progress | None,
-                      check_cancel: Callable[[], None] = lambda: None, workers: int = 1,
-                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+                      check_cancel: Callable[[], None] = lambda: None, workers: int = 1, *,
+                      window: Sequence[float] | None = None,
+                      assembler: ResultAssembler | None = None,
+                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray] | None:
     """O_a (None without SInt-A), O_c and O_s, each averaged over ``passes`` flips of the volume.
 
     A flip along z reverses the order of the slices, along y or x mirrors the anatomy; the
     networks are not equivariant to either, so their outputs on flipped inputs, flipped back,
     differ slightly and their mean has less error (the self-ensemble of super-resolution).
     ``check_cancel`` runs before each view and after each chunk of one, where stopping costs
-    nothing but the chunk.
+    nothing but the chunk. ``unit`` is on the networks' scale, or in HU with ``window``.
+
+    With an ``assembler`` nothing is returned: the views' sums are held in its volumes and the
+    last pass of O_s goes to it a block of columns at a time, flipped back
+    (:mod:`napari_xview.engine.assembly`).
     """
     views = ["axial", "coronal", "sagittal"] if model.has_axial else ["coronal", "sagittal"]
     parts = len(views) * passes
+    shape = (output_length(unit.shape[0], model.factor), *unit.shape[1:])
+    width = unit.shape[2]
     sums: dict[str, np.ndarray] = {}
     for pass_index, axes in enumerate(ENSEMBLE_FLIPS[:passes]):
         flipped = np.ascontiguousarray(np.flip(unit, axes)) if axes else unit
@@ -256,32 +237,34 @@ def _synthesize_views(model: XViewModel, unit: np.ndarray, device: torch.device,
                     progress(VIEWS_SHARE * min(1.0, (done + fraction) / parts), label)
                 check_cancel()
 
+            def columns(start: int, stop: int, block: np.ndarray, axes=axes) -> None:
+                if 2 in axes:  # columns of the flipped volume, counted from the other side
+                    start, stop = width - stop, width - start
+                assembler.add_columns(start, stop, np.flip(block, axes) if axes else block)
+
             check_cancel()
-            output = _synthesize_view(model, flipped, view, device, amp, report, workers)
+            where: dict = {"window": window}
+            if assembler is not None and done == parts - 1:
+                where["sink"] = columns  # the last pass of O_s: never held whole
+            elif assembler is not None and view not in sums:
+                where["out"] = assembler.hold(view, shape)  # the first pass is never flipped
+            output = _synthesize_view(model, flipped, view, device, amp, report, workers,
+                                      **where)
+            if output is None:
+                continue
+            if "out" in where:  # the held volume: later passes add to it
+                sums[view] = where["out"]
+                continue
             output = np.flip(output, axes) if axes else output
             if view in sums:
                 sums[view] += output
             else:
                 sums[view] = np.ascontiguousarray(output)
+    if assembler is not None:
+        return None
     for total in sums.values():
         total /= np.float32(passes)
     return sums.get("axial"), sums["coronal"], sums["sagittal"]
-
-
-def _check_finite_views(**views: np.ndarray | None) -> None:
-    """Raise FloatingPointError if a network output holds NaN or infinity.
-
-    Checked before anything is converted: an int16 result would turn NaN into arbitrary
-    integers that no later check could tell from tissue. A float64 sum is finite exactly
-    when every value is (float32 values cannot overflow it), and needs no temporary array.
-    """
-    for name, array in views.items():
-        if array is not None and not np.isfinite(array.sum(dtype=np.float64)):
-            bad = int(array.size - np.isfinite(array).sum())
-            raise FloatingPointError(
-                f"the networks' {name} view holds {bad} NaN or infinite value(s): the model's "
-                "weights are corrupt or its training diverged; retrain it (or load another "
-                "model). Nothing was produced")
 
 
 def keeps_input_slices(model: XViewModel, keep_input_slices: bool | str = "auto") -> bool:
@@ -434,7 +417,7 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     if mismatch:
         warnings.warn(mismatch, stacklevel=2)
     keep = keeps_input_slices(model, keep_input_slices)
-    check_cancel = _cancel_checker(cancel)
+    check_cancel = cancel_checker(cancel)
     started = time.perf_counter()
     if num_threads is not None:
         configure_cpu_threads(num_threads)
@@ -442,45 +425,26 @@ def synthesize(volume: Volume, model: XViewModel | str | os.PathLike, *, device:
     model.to(torch_device).eval()
     window, factor = model.config.window, model.factor
     dtype = output_dtype_for(output_dtype, volume.array, window)
-    unit = to_unit(volume.array, window)
 
     # on a CPU the coronal and sagittal images are shared among threads of one torch thread
     workers = torch.get_num_threads() if torch_device.type == "cpu" else 1
-    with torch.inference_mode():
-        axial, coronal, sagittal = _synthesize_views(model, unit, torch_device, amp, ensemble,
-                                                     progress, check_cancel, workers)
-    _check_finite_views(axial=axial, coronal=coronal, sagittal=sagittal)
+    assembler = ResultAssembler(volume.array, window, factor, dtype, passes=ensemble,
+                                views=views, keep_input_slices=keep, slab_voxels=CHUNK_VOXELS)
+    with torch.inference_mode():  # the fusion happens during the last view's passes
+        _synthesize_views(model, volume.array, torch_device, amp, ensemble, progress,
+                          check_cancel, workers, window=window, assembler=assembler)
     if progress:
         progress(VIEWS_SHARE, VIEW_LABELS["fusion"])
     check_cancel()
-    fused, spread = _fuse_in_chunks(axial, coronal, sagittal, factor, with_spread=views)
+    arrays = assembler.finish()
+    del assembler
     if match_texture:
-        # match what the result's slices z = r i will be: the input's where it is kept
-        restore_texture(fused, factor, strength=match_texture, reference=unit if keep else None,
-                        inplace=True)
-    del unit  # the pass-through below reads the unclipped input instead
+        match_result_texture(arrays["fused"], volume.array, window, factor, match_texture,
+                             keep_input_slices=keep)
     spacing, affine = volume.resampled_z_grid(factor)
-    results = {"fused": fused, "axial": axial if views else None,
-               "coronal": coronal if views else None, "sagittal": sagittal if views else None}
-    # one reference per array from here on, so each network output is freed once converted
-    del fused, axial, coronal, sagittal
-    volumes: dict[str, Volume | None] = {}
-    for name in ("fused", "axial", "coronal", "sagittal"):
-        unit_array = results.pop(name)
-        if unit_array is None:
-            volumes[name] = None
-            continue
-        # in place where the result is float32, to keep memory at the output arrays
-        array = to_input_range(unit_array, volume.array, window, factor, dtype,
-                               keep_input_slices=keep and name == "fused",
-                               slab_voxels=CHUNK_VOXELS)
-        del unit_array
-        volumes[name] = Volume(array, spacing, affine, volume.source)
-    if views:
-        spread *= np.float32(window[1] - window[0])  # a spread in HU: no offset, no clipping
     result = SynthesisResult(
-        **volumes,
-        disagreement=Volume(spread, spacing, affine, volume.source) if views else None,
+        **{name: None if array is None else Volume(array, spacing, affine, volume.source)
+           for name, array in arrays.items()},
         seconds=0.0,
         factor=factor,
     )

@@ -296,12 +296,6 @@ class Trainer:
             return self.fraction() >= budget.stage1_fraction
         return self.step >= round(budget.stage1_fraction * budget.total_steps)
 
-    def _learning_rate(self) -> float:
-        """Adam at ``lr``, decayed once by ``lr_decay`` after ``lr_decay_at`` of the budget."""
-        adam = self.config.optimisation
-        decayed = self.fraction() >= adam.lr_decay_at
-        return adam.lr * (adam.lr_decay if decayed else 1.0)
-
     def _eta(self, steps_per_second: float) -> float | None:
         if self.config.optimisation.minutes is not None:
             return max(0.0, 60.0 * self.config.optimisation.minutes - self.elapsed_s)
@@ -356,10 +350,10 @@ class Trainer:
 
     def _timed_step(self, stage: int) -> Step:
         started = time.perf_counter()
-        lr = self._learning_rate()
-        rates = group_rates(self.config, len(self.optimizer.param_groups), lr)
+        rates = group_rates(self.config, len(self.optimizer.param_groups), self.fraction())
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
+        lr = rates[-1]  # the schedule's (PInt's) rate
         losses = self.train_step(stage)
         seconds = time.perf_counter() - started
         self.step += 1

@@ -25,7 +25,7 @@ stay integers, int16 where they fit.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -116,7 +116,8 @@ def output_dtype_for(output_dtype: str, hu_input: np.ndarray,
 
 def to_input_range(unit: np.ndarray, hu_input: np.ndarray, window: Sequence[float],
                    factor: int, dtype: np.dtype, *, keep_input_slices: bool = False,
-                   slab_voxels: int = 1 << 22) -> np.ndarray:
+                   slab_voxels: int = 1 << 22,
+                   converted: Callable[[int], None] | None = None) -> np.ndarray:
     """A network result on the window scale, in HU, with the input's values outside the window.
 
     Applies the rule of the module docstring a slab of z at a time, so the temporaries stay
@@ -140,6 +141,9 @@ def to_input_range(unit: np.ndarray, hu_input: np.ndarray, window: Sequence[floa
         Put the input slices back at ``z = r * i`` exactly, inside the window too.
     slab_voxels : int
         Voxels per slab.
+    converted : callable, optional
+        For an int16 result, called with ``stop`` once slices ``[0, stop)`` are in it: the
+        caller may then discard them from ``unit`` (which is not read there again).
 
     Returns
     -------
@@ -165,6 +169,8 @@ def to_input_range(unit: np.ndarray, hu_input: np.ndarray, window: Sequence[floa
         if out is not unit:
             np.rint(part, out=part)
             out[start:stop] = part
+            if converted is not None:
+                converted(stop)
     return out
 
 
