@@ -21,7 +21,6 @@ from napari_xview.cli.parser import (
     config_from,
     file_choice,
     given_options,
-    resume_options,
 )
 from napari_xview.errors import USER_ERRORS, error_message
 
@@ -220,7 +219,7 @@ def make_trainer(args: argparse.Namespace, volumes, degradation: str | None = No
     init_from_environment(given_options(args).get("runtime.device", "auto"))  # torchrun's group
     if getattr(args, "resume", None):
         trainer = Trainer.from_checkpoint(args.resume, volumes, checkpoint_path=checkpoint_path,
-                                          overrides=resume_options(args))
+                                          overrides=given_options(args))
         check_saved_model(args.resume, trainer.model, args, "--resume")
         return trainer
     if getattr(args, "init", None):

@@ -252,15 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- settings
+def config_file(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--config`` file's content ({} without one), read once per command line."""
+    if getattr(args, "config", None) and not hasattr(args, "config_values"):
+        args.config_values = read_config_file(args.config)
+    return getattr(args, "config_values", {})
+
+
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options the command line sets, as dotted keys: ``--config`` first, then the named
     options and switches, then ``--set`` (the last word wins). ``preset`` and ``factor`` of
     the file are left out (:func:`config_from` reads them)."""
-    options: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        from_file = read_config_file(args.config)
-        options.update(flatten({key: value for key, value in from_file.items()
-                                if key not in ("preset", "factor")}))
+    options = flatten({key: value for key, value in config_file(args).items()
+                       if key not in ("preset", "factor")})
     for name, key in NAMED_OPTIONS.items():
         value = getattr(args, name, None)
         if value is not None:
@@ -276,9 +280,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 def file_choice(args: argparse.Namespace, name: str) -> Any:
     """``--preset`` / ``--factor`` from the command line, else from the ``--config`` file."""
     value = getattr(args, name, None)
-    if value is None and getattr(args, "config", None):
-        value = read_config_file(args.config).get(name)
-    return value
+    return config_file(args).get(name) if value is None else value
 
 
 def config_from(args: argparse.Namespace, base: Config | None = None,
@@ -300,8 +302,3 @@ def config_from(args: argparse.Namespace, base: Config | None = None,
         return base.replace(options)
     return resolve(preset, factor, options)
 
-
-def resume_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options a resumed run takes from this command line (``Config.resumed`` refuses
-    all but the runtime section and the budget, with the way out)."""
-    return given_options(args)
