@@ -9,7 +9,6 @@ to classical interpolation along z, with PSNR and SSIM_a / SSIM_c / SSIM_s (sect
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -220,10 +219,7 @@ def prepare_evaluation(ground_truth: Volume, config: Config | None = None, *,
     """
     from napari_xview.engine import Trainer
 
-    if init is not None:
-        config = (init.training_config() if config is None
-                  else dataclasses.replace(config, model=init.config))
-    config = config or resolve()
+    config = init.training_config(config) if init is not None else config or resolve()
     thick, truth = simulate_thick_slices(
         ground_truth, config.model.factor, degradation, blur_fwhm=config.data.blur_fwhm,
         noise_sigma=config.data.noise_sigma, seed=config.optimisation.seed + 1,

@@ -127,7 +127,7 @@ class WorkerJobs:
             self._fail(f"Invalid settings: {error}")
             return None
         if init is not None:  # the model's networks and factor win over the form's
-            config = dataclasses.replace(config, model=init.config)
+            config = init.training_config(config)
         model_config = config.model
         self.factor.setValue(model_config.factor)
         signature = (layer.name, run_signature(config))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,8 @@ def train(volumes: Volume | Sequence[Volume], config: Config | None = None, *,
     """
     if init is not None:
         model = init if isinstance(init, XViewModel) else load_model(init)
-        if config is None:
-            config = model.training_config()
-        else:
+        if config is not None:
             model.check_factor(config.model.factor)
-            config = dataclasses.replace(config, model=model.config)
+        config = model.training_config(config)
         kwargs["model"] = model
     return Trainer(volumes, config, **kwargs).run()

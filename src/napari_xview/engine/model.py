@@ -67,13 +67,15 @@ class XViewModel:
         sint, pint = build_models(config)
         return cls(config, sint if config.has_axial else None, pint)
 
-    def training_config(self) -> Config:
-        """The configuration to go on training these networks with (fine-tuning): the one
-        they were trained with, else their preset's (or the default one) with their sizes."""
-        if self.training is not None:
-            return dataclasses.replace(self.training, model=self.config)
-        preset = resolve(self.preset if self.preset in PRESETS else None)
-        return dataclasses.replace(preset, model=self.config)
+    def training_config(self, config: Config | None = None) -> Config:
+        """The configuration to go on training these networks with (fine-tuning): ``config``
+        if given, else the one they were trained with, else their preset's (or the default
+        one); its model section is always these networks' (their sizes and factor win)."""
+        if config is None and self.training is not None:
+            config = self.training
+        if config is None:
+            config = resolve(self.preset if self.preset in PRESETS else None)
+        return dataclasses.replace(config, model=self.config)
 
     @property
     def preset_name(self) -> str:
