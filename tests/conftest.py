@@ -56,6 +56,19 @@ def tiny_train(*bases: dict, model=None, **changes):
     return config.replace(values)
 
 
+def set_ct_pixels(ds, image) -> None:
+    """Fill the image pixel module of the DICOM dataset ``ds`` with ``image`` (HU, 2-D) as CT
+    scanners store it: signed 16-bit values, rescaled by slope 1 and intercept -1024."""
+    import numpy as np
+
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = (image.astype(np.int32) + 1024).astype(np.int16).tobytes()
+
+
 def with_model(config, model):
     """``config`` (a :class:`~napari_xview.config.Config`) with ``model`` as its model section."""
     import dataclasses

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import set_ct_pixels
+
 SEED = 20260318
 
 # NIfTI-1 header: (byte offset, struct format) of the fields the mutations set.
@@ -150,12 +152,7 @@ def dicom_datasets(array_zyx: np.ndarray | None = None) -> list:
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [-4.0, -5.0, 10.0 + 2.5 * k]
         ds.PixelSpacing, ds.SliceThickness = [0.9, 0.8], 2.5
-        ds.Rows, ds.Columns = image.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.PixelData = (image.astype(np.int32) + 1024).astype(np.int16).tobytes()
+        set_ct_pixels(ds, image)
         datasets.append(ds)
     return datasets
 

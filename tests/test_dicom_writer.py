@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_model
+from conftest import set_ct_pixels, tiny_model
 from napari_xview import save_dicom_series
 from napari_xview.engine import XViewModel, synthesize
 from napari_xview.io import load_volume, save_volume
@@ -51,12 +51,7 @@ def write_input_series(folder: Path, hu: np.ndarray, dz: float = 5.0) -> list[st
         ds.ImageOrientationPatient = [*ROW, *COLUMN]
         ds.ImagePositionPatient = list(ORIGIN + k * dz * np.cross(ROW, COLUMN))
         ds.PixelSpacing, ds.SliceThickness = [0.8, 0.7], dz
-        ds.Rows, ds.Columns = image.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.PixelData = (image.astype(np.int32) + 1024).astype(np.int16).tobytes()
+        set_ct_pixels(ds, image)
         ds.save_as(str(path), enforce_file_format=True)
         uids.append(meta.MediaStorageSOPInstanceUID)
     return uids
