@@ -245,6 +245,8 @@ def match_result_texture(fused: np.ndarray, hu_input: np.ndarray, window, factor
     """
     low, high = (float(limit) for limit in window)
     scale = np.float32(high - low)
+    # by hand, not io.window.to_unit: its clipping would make a change out of the pass-through
+    # values outside the window
     unit = (fused.astype(np.float32) - np.float32(low)) / scale
     reference = (hu_input.astype(np.float32) - np.float32(low)) / scale \
         if keep_input_slices else None
