@@ -183,6 +183,22 @@ def test_residual_to_linear_starts_from_linear_interpolation(factor):
     assert torch.equal(upscaled[..., ::factor, :], image)  # input row i lands at r * i
 
 
+def test_sint_start_scale_zero_starts_exactly_at_linear_interpolation_and_learns():
+    sint, _ = _models(4, sint_start_scale=0.0)
+    first, second = _slices()
+    slices, _ = sint(first, second)
+    assert torch.equal(slices, linear_between(first, second, 4))
+    # the last convolution gets a gradient at once; the earlier layers once it has moved
+    optimiser = torch.optim.Adam(sint.parameters(), lr=1e-3)
+    for _ in range(2):
+        optimiser.zero_grad()
+        slices, _ = sint(first, second)
+        (slices - 0.5).square().mean().backward()
+        optimiser.step()
+    assert sint.head.weight.grad.abs().sum() > 0
+    assert not torch.equal(sint(first, second)[0], linear_between(first, second, 4))
+
+
 def test_without_residual_to_linear_the_network_alone_predicts():
     sint, pint = _models(2, residual_to_linear=False)
     _zero_tail(sint, pint)

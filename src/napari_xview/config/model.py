@@ -53,6 +53,10 @@ class ModelConfig(Section):
         Both networks predict a correction added to the linear interpolation of their input
         (True) or the intensities themselves (False, the paper's reading). The paper does not
         say; the residual form learns faster from few steps (see docs/models.md).
+    sint_start_scale : float
+        With ``residual_to_linear``, the factor SInt-A's last convolution is scaled by when it
+        is created: 0.1 starts close to linear interpolation, 0 exactly at it (beyond the
+        paper; a new SInt-A then cannot start below linear interpolation).
     """
 
     SECTION = "model"
@@ -70,6 +74,7 @@ class ModelConfig(Section):
     reduction: int = option(4, low=1)
     window: tuple[float, float] = option(DEFAULT_WINDOW)
     residual_to_linear: bool = option(True)
+    sint_start_scale: float = option(0.1, low=0.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -66,7 +66,8 @@ class SliceInterpNet(nn.Module):
     ----------
     config : ModelConfig
         Uses ``factor``, ``sint_channels``, ``sint_blocks``, ``space_to_depth``,
-        ``memory_items``, ``use_memory``, ``reduction`` and ``residual_to_linear``.
+        ``memory_items``, ``use_memory``, ``reduction``, ``residual_to_linear`` and
+        ``sint_start_scale``.
 
     Attributes
     ----------
@@ -87,8 +88,10 @@ class SliceInterpNet(nn.Module):
       ("one 3 x 3 convolution layer and twelve residual blocks"), without a group skip.
     * With ``residual_to_linear`` the output is the linear blend of the two inputs plus the
       network's output (the paper does not say; it speeds up learning from few steps), and
-      the last convolution starts at a tenth of its default scale so that the untrained
-      network is close to linear interpolation. Outputs are not clamped.
+      the last convolution starts at ``sint_start_scale`` (a tenth) of its default scale so
+      that the untrained network is close to linear interpolation (at 0, exactly linear
+      interpolation; its gradient then reaches the earlier layers once the last convolution
+      has moved). Outputs are not clamped.
     * Inputs of any size are padded at the bottom and right to a multiple of s (reflect, or
       replicate where the image is too small to reflect) and the output is cropped back.
     """
@@ -119,8 +122,8 @@ class SliceInterpNet(nn.Module):
         self.tail = conv3x3(width, (self.factor - 1) * self.block**2)
         if self.residual_to_linear:
             with torch.no_grad():
-                self.tail.weight.mul_(0.1)
-                self.tail.bias.mul_(0.1)
+                self.tail.weight.mul_(config.sint_start_scale)
+                self.tail.bias.mul_(config.sint_start_scale)
 
     def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, MemoryLosses]:
         """Synthesise the r - 1 slices between ``first`` and ``second``.
