@@ -93,7 +93,8 @@ def stage1(args: argparse.Namespace) -> None:
     """Train stage 1 alone for ``--steps`` steps (no learning-rate decay) and save it."""
     thick, _ = _setup(args)
     config = resolve(PRESET, args.factor, {"steps": args.steps, "stage1_fraction": 1.0,
-                                           "lr_decay_at": 1.0, **_common(args)})
+                                           "lr_decay_at": 1.0, **_common(args),
+                                           **assignments(args.set)})
     trainer = Trainer(thick, config)
     finished, cpu, wall, stages = _train(trainer)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +177,8 @@ def main() -> None:
                         help="stage1: its steps; variant: the steps after stage 1")
     parser.add_argument("--name", help="variant: the JSON file's name and the table's row")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="variant: options of the preset, as the command line's --set")
+                        help="options of the preset, as the command line's --set (stage1: "
+                             "the model's options, which its variants keep)")
     parser.add_argument("--region", type=int, default=None,
                         help="score the central REGION x REGION columns (default: all)")
     parser.add_argument("--out-dir", type=Path, required=True)
