@@ -9,6 +9,7 @@ to be a quick check, so the peak is measured in two processes and added:
   runs them (on a CPU, one pass per thread at a time), above the process's baseline.
 
     python benchmarks/memory.py --slices 300
+    python benchmarks/memory.py --slices 300 --views --full   # one real run, to check the sum
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -41,25 +43,46 @@ class LinearRows(nn.Module):
         return linear_rows(image, self.factor)
 
 
-def part_arrays(args) -> dict:
-    from napari_xview.config import resolve
-    from napari_xview.engine import XViewModel, synthesize
+def _long_volume(args):
+    """A long int16 (or float32) scan: a few phantom slices repeated along z. Making a
+    300-slice phantom directly peaks higher (float64 temporaries) than the synthesis."""
     from napari_xview.sample import make_phantom
 
-    model = XViewModel.create(resolve(None, args.factor).model)
-    model.pint = LinearRows(args.factor)
-    # a few phantom slices repeated along z: making a 300-slice phantom directly peaks higher
-    # (float64 temporaries) than the synthesis this measures
     phantom = make_phantom(shape=(12, args.size, args.size), spacing=(5.0, 0.7, 0.7))
     repeats = -(-args.slices // 12)
     array = np.tile(phantom.array, (repeats, 1, 1))[:args.slices].astype(args.dtype)
-    volume = phantom.with_array(array)
-    del phantom, array
+    return phantom.with_array(array)
+
+
+def _synthesis_peak(args, model) -> dict:
+    """Peak RSS of synthesising the long volume with ``model`` (and its seconds)."""
+    from napari_xview.engine import synthesize
+
+    volume = _long_volume(args)
     before = peak_rss_mib()
+    started = time.perf_counter()
     result = synthesize(volume, model, device="cpu", views=args.views)
     return {"peak_rss_mib": peak_rss_mib(), "peak_before_synthesis_mib": before,
+            "seconds": time.perf_counter() - started,
             "output_shape": list(result.fused.shape),
             "output_dtype": str(result.fused.array.dtype)}
+
+
+def part_arrays(args) -> dict:
+    from napari_xview.config import resolve
+    from napari_xview.engine import XViewModel
+
+    model = XViewModel.create(resolve(None, args.factor).model)
+    model.pint = LinearRows(args.factor)
+    return _synthesis_peak(args, model)
+
+
+def part_full(args) -> dict:
+    """The whole synthesis with the real default model, in one process."""
+    from napari_xview.config import resolve
+    from napari_xview.engine import XViewModel
+
+    return _synthesis_peak(args, XViewModel.create(resolve(None, args.factor).model))
 
 
 def part_network(args) -> dict:
@@ -92,11 +115,18 @@ def main() -> None:
     parser.add_argument("--views", action="store_true", help="keep the views (more memory)")
     parser.add_argument("--dtype", default="int16", choices=("int16", "float32"),
                         help="input data type (CT files hold int16; the output follows)")
-    parser.add_argument("--part", choices=("arrays", "network"), help=argparse.SUPPRESS)
+    parser.add_argument("--full", action="store_true",
+                        help="one whole synthesis with the real network instead of the two "
+                             "parts (minutes on a CPU)")
+    parser.add_argument("--part", choices=("arrays", "network", "full"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part:
-        print(json.dumps({"arrays": part_arrays, "network": part_network}[args.part](args)))
+        parts = {"arrays": part_arrays, "network": part_network, "full": part_full}
+        print(json.dumps(parts[args.part](args)))
+        return
+    if args.full:
+        print(json.dumps(part_full(args)))
         return
     results = {}
     for part in ("arrays", "network"):
