@@ -362,6 +362,61 @@ def test_synthesize_a_folder_twice_skips_what_is_done(scan, tmp_path, capsys):
     assert again["a.nii.gz"] == again["b.nrrd"] == "skipped (exists)"
 
 
+def test_a_batch_reads_ahead_and_writes_behind(tmp_path, untrained_model, monkeypatch):
+    """The next scan is read while one synthesises, each result is written while the next
+    synthesises, and a result that cannot be written fails alone (issue 16: I/O overlapped
+    with compute)."""
+    import csv
+    import threading
+    import time
+
+    from napari_xview.cli import commands
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        save_volume(make_phantom(shape=(6, 20, 24), spacing=(4.0, 1.0, 1.0)),
+                    folder / f"{name}.nii.gz")
+    reads, writes, seen = [], [], []
+    load, synthesize, write = (commands.load_inputs, commands.synthesize_with_progress,
+                               commands.write_result)
+
+    def reading(paths, *args, **kwargs):
+        reads.append(Path(paths[0]).name)
+        return load(paths, *args, **kwargs)
+
+    def synthesizing(volume, model, args):
+        # this synthesis waits (up to 10 s) for the next scan's reading to begin: it can
+        # only begin while this one runs if the batch reads ahead
+        wanted = min(3, len(seen) + 2)
+        deadline = time.monotonic() + 10
+        while len(reads) < wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append((len(reads), len(writes)))
+        return synthesize(volume, model, args)
+
+    def writing(result, output, *args):
+        writes.append((Path(output).name, threading.current_thread().name))
+        if Path(output).name.startswith("b"):
+            raise OSError(f"{output}: no space left on device")
+        return write(result, output, *args)
+
+    monkeypatch.setattr(commands, "load_inputs", reading)
+    monkeypatch.setattr(commands, "synthesize_with_progress", synthesizing)
+    monkeypatch.setattr(commands, "write_result", writing)
+    out = tmp_path / "results"
+    assert cli.main(["synthesize", str(folder), "--model", str(untrained_model),
+                     "-o", str(out)]) == 1
+    assert [reads_begun for reads_begun, _ in seen] == [2, 3, 3]
+    assert all(thread.startswith("xview-write") for _, thread in writes)
+    status = {Path(row["input"]).name: row
+              for row in csv.DictReader((out / "summary.csv").open())}
+    assert status["a.nii.gz"]["status"] == status["c.nii.gz"]["status"] == "written"
+    assert "no space left" in status["b.nii.gz"]["status"]
+    assert status["b.nii.gz"]["shape"] == "" and not (out / "b.nii.gz").exists()
+    assert load_volume(out / "c.nii.gz").shape == (11, 20, 24)
+
+
 def test_the_banding_remedy_from_the_command_line(scan, tmp_path, untrained_model, capsys):
     """``--match-texture`` reaches synthesize: it changes the synthesised slices only, and a
     strength outside [0, 1] is one clear line."""
