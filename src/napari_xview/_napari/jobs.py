@@ -113,10 +113,7 @@ class WorkerJobs:
             The started worker (``worker.finished`` fires at the end), or None when the
             input or the settings were refused (a notification says why).
         """
-        if self.is_busy:
-            self._fail("A training or synthesis is already running: stop it first")
-            return None
-        prepared = self._prepare_input()
+        prepared = self._idle_input("A training or synthesis is already running: stop it first")
         if prepared is None:
             return None
         layer, volume = prepared
@@ -143,14 +140,10 @@ class WorkerJobs:
                                 self._preview_source(layer, volume, model_config))
         worker = create_worker(self._run.events, _ignore_errors=True)
         worker.yielded.connect(self._on_training_event)
-        worker.errored.connect(self._on_error)
         worker.paused.connect(self._update_buttons)
         worker.resumed.connect(self._update_buttons)
         worker.finished.connect(self._on_training_finished)
-        self.last_error = None
-        self.progress_label.setText("preparing the networks…")
-        self._start(worker)
-        return worker
+        return self._launch(worker, "preparing the networks…")
 
     def toggle_pause(self) -> None:
         """Pause a running training between two steps, or resume a paused one."""
@@ -180,6 +173,21 @@ class WorkerJobs:
             self.worker.resume()
         self.stop_button.setEnabled(False)
         self.progress_label.setText("stopping after this step…")
+
+    def _idle_input(self, busy: str) -> tuple[Image, Volume] | None:
+        """The input layer and its volume when nothing runs; None after saying why not."""
+        if self.is_busy:
+            self._fail(busy)
+            return None
+        return self._prepare_input()
+
+    def _launch(self, worker, status: str) -> Any:
+        """Start ``worker`` under the one error policy, showing ``status``; return it."""
+        worker.errored.connect(self._on_error)
+        self.last_error = None
+        self.progress_label.setText(status)
+        self._start(worker)
+        return worker
 
     def _prepare_input(self) -> tuple[Image, Volume] | None:
         """The input layer and its volume, or None after telling the user what is wrong."""
@@ -308,13 +316,11 @@ class WorkerJobs:
         napari worker or None
             The started worker, or None when refused (no model, wrong factor, bad layer).
         """
-        if self.is_busy:
-            self._fail("A training or synthesis is already running: wait for it or stop it")
-            return None
-        if self.model is None:
+        if self.model is None and not self.is_busy:  # a busy dock says that first
             self._fail("No model yet: train one (Train) or load a saved one (Load model…)")
             return None
-        prepared = self._prepare_input()
+        prepared = self._idle_input("A training or synthesis is already running: wait for it "
+                                    "or stop it")
         if prepared is None:
             return None
         layer, volume = prepared
@@ -333,13 +339,9 @@ class WorkerJobs:
                                self.match_texture.value(),
                                _ignore_errors=True)
         worker.returned.connect(lambda returned: self._on_synthesized(returned, layer, kinds))
-        worker.errored.connect(self._on_error)
         worker.finished.connect(self._finish_worker)
-        self.last_error = None
         self.progress_bar.setValue(0)
-        self.progress_label.setText("synthesizing…")
-        self._start(worker)
-        return worker
+        return self._launch(worker, "synthesizing…")
 
     def _on_synthesis_progress(self, fraction: float, message: str) -> None:
         self.progress_bar.setValue(round(fraction * PROGRESS_RANGE))
