@@ -72,17 +72,17 @@ def part_arrays(args) -> dict:
     from napari_xview.config import resolve
     from napari_xview.engine import XViewModel
 
-    model = XViewModel.create(resolve(None, args.factor).model)
+    model = XViewModel.create(resolve(args.preset, args.factor).model)
     model.pint = LinearRows(args.factor)
     return _synthesis_peak(args, model)
 
 
 def part_full(args) -> dict:
-    """The whole synthesis with the real default model, in one process."""
+    """The whole synthesis with the real model of ``--preset``, in one process."""
     from napari_xview.config import resolve
     from napari_xview.engine import XViewModel
 
-    return _synthesis_peak(args, XViewModel.create(resolve(None, args.factor).model))
+    return _synthesis_peak(args, XViewModel.create(resolve(args.preset, args.factor).model))
 
 
 def part_network(args) -> dict:
@@ -90,7 +90,7 @@ def part_network(args) -> dict:
     from napari_xview.engine import XViewModel
     from napari_xview.engine.synthesis import _synthesize_pint_view, images_per_task
 
-    model = XViewModel.create(resolve(None, args.factor).model).eval()
+    model = XViewModel.create(resolve(args.preset, args.factor).model).eval()
     workers = torch.get_num_threads()  # as synthesis shares the images on a CPU
     images = images_per_task(model, args.slices, args.size, workers)
     # coronal images of a scan in HU as synthesis runs them: two passes per thread, one after
@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default=None,
+                        help="the model's preset (default: the default preset)")
     parser.add_argument("--views", action="store_true", help="keep the views (more memory)")
     parser.add_argument("--dtype", default="int16", choices=("int16", "float32"),
                         help="input data type (CT files hold int16; the output follows)")
