@@ -69,7 +69,7 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
     """Synthesise every scan of ``scans`` into ``args.output`` (a folder); 1 if any failed.
 
     Reading and writing overlap the synthesis (one scan read ahead, one result written
-    behind, each in its own thread): on a GPU the files take longer than the networks, and
+    behind, each in its own thread): on a GPU the files can take longer than the networks, and
     on a CPU a slow disk or network share waits instead of the cores. The result handed to
     the writer keeps its views only with ``--views``, so the scan being synthesised shares
     memory with one fused volume, not with four.
@@ -96,8 +96,8 @@ def synthesize_batch(args: argparse.Namespace, scans: list[Path], model) -> int:
         writing = None
         for index, (scan, stem, target, row) in enumerate(todo):
             if index + 1 < len(todo):  # the next scan is read while this one synthesises
-                _, _, next_target, _ = todo[index + 1]
-                reads.append(reader.submit(_read, args, todo[index + 1][0], next_target))
+                next_scan, _, next_target, _ = todo[index + 1]
+                reads.append(reader.submit(_read, args, next_scan, next_target))
             try:
                 volume, seconds = reads[index].result()
                 reads[index] = None  # the scan is not held once synthesised
