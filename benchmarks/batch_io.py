@@ -6,7 +6,7 @@ code and with code that runs the three one after the other (``--baseline``: a ``
 of an earlier commit), alternately, and times reading one scan and writing one result alone,
 so that the saving can be put beside what there was to hide::
 
-    git archive ac78263 src | tar -x -C /tmp/batch_base      # before the overlap
+    mkdir -p /tmp/batch_base && git archive ac78263 src | tar -x -C /tmp/batch_base
     python benchmarks/batch_io.py --baseline /tmp/batch_base/src --scans 3 --slices 36 \\
         --out benchmarks/results/batch_io/cpu.json
 """
