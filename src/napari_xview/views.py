@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from napari_xview.models import MemoryLosses, PixelInterpNet, SliceInterpNet
+from napari_xview.models import AxialNet, MemoryLosses, PixelInterpNet
 
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -36,14 +36,14 @@ def interleave(inputs: torch.Tensor, between: torch.Tensor) -> torch.Tensor:
     return torch.cat([flat, inputs[:, -1:]], dim=1)
 
 
-def axial_upsample(sint: SliceInterpNet, volume: torch.Tensor,
+def axial_upsample(sint: AxialNet, volume: torch.Tensor,
                    pair_batch: int | None = None) -> tuple[torch.Tensor, MemoryLosses]:
     """SInt_a(V): synthesise r - 1 slices between every adjacent pair of axial slices.
 
     Parameters
     ----------
-    sint : SliceInterpNet
-        The slice-wise interpolation network.
+    sint : AxialNet
+        The slice-wise interpolation network (either design).
     volume : Tensor
         ``(B, L, H, W)`` on the [0, 1] intensity scale, L >= 2.
     pair_batch : int, optional

@@ -15,6 +15,11 @@ DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
 
 SUPPORTED_FACTORS = (2, 3, 4, 5, 6, 7, 8)
 
+#: SInt-A's designs: "cain" (Fig. 4: a U-shaped network at 1/s resolution after space-to-depth,
+#: with the memory bank; the paper) or "fullres" (beyond the paper: residual groups at full
+#: resolution, :mod:`napari_xview.models.slice_fullres`).
+SINT_ARCHITECTURES = ("cain", "fullres")
+
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
@@ -32,16 +37,24 @@ class ModelConfig(Section):
         paper): PInt alone, the result the mean of its coronal and sagittal outputs; SInt-A is
         not built, so there is no axial view and no cross-view distillation. With in-plane
         training pairs this is what a CPU budget of minutes trains best (docs/benchmarks.md).
+    sint_architecture : str
+        SInt-A's design: "cain" (Fig. 4, the paper) or "fullres" (beyond the paper: the two
+        slices at full resolution through residual groups, which learns between-slice
+        interpolation in the steps a CPU budget buys; docs/models.md).
     sint_channels : int
-        Feature width of SInt-A after space-to-depth (192 in the paper, Fig. 4).
+        Feature width of SInt-A: after space-to-depth for "cain" (192 in the paper, Fig. 4),
+        at full resolution for "fullres".
     sint_blocks : int
-        Residual channel-attention blocks per encoder group and per decoder module (12).
+        Residual channel-attention blocks per encoder group and per decoder module (12) for
+        "cain"; per residual group (of two) for "fullres".
     space_to_depth : int
-        Space-to-depth block size of SInt-A (8 in the paper).
+        Space-to-depth block size of the "cain" SInt-A (8 in the paper).
     memory_items : int
         Number m of memory items (10 in section 4.1); the item dimension d is ``sint_channels``.
+        The "fullres" SInt-A has no memory bank.
     use_memory : bool
         Read the memory bank (equations (1)-(2)); False is the "w/o memory" ablation of Table 3.
+        The "fullres" SInt-A has no memory bank.
     pint_channels, pint_groups, pint_blocks : int
         HAN [20] width (64 in the paper), number of residual groups (10) and blocks per group
         (20) for PInt.
@@ -54,15 +67,17 @@ class ModelConfig(Section):
         (True) or the intensities themselves (False, the paper's reading). The paper does not
         say; the residual form learns faster from few steps (see docs/models.md).
     sint_start_scale : float
-        With ``residual_to_linear``, the factor SInt-A's last convolution is scaled by when it
-        is created: 0.1 starts close to linear interpolation, 0 exactly at it (beyond the
-        paper; a new SInt-A then cannot start below linear interpolation).
+        With ``residual_to_linear`` (always for "fullres"), the factor SInt-A's last
+        convolution is scaled by when it is created: 0.1 starts close to linear
+        interpolation, 0 exactly at it (beyond the paper; a new SInt-A then cannot start
+        below linear interpolation).
     """
 
     SECTION = "model"
 
     factor: int = option(4, choices=SUPPORTED_FACTORS)
     networks: str = option("pint", choices=NETWORK_SETS)
+    sint_architecture: str = option("cain", choices=SINT_ARCHITECTURES)
     sint_channels: int = option(64, low=1)
     sint_blocks: int = option(2, low=1)
     space_to_depth: int = option(8, low=1)

@@ -29,7 +29,7 @@ from napari_xview.config import (
     upgrade_model_dict,
 )
 from napari_xview.io.atomic import atomic_file, ensure_folder
-from napari_xview.models import PixelInterpNet, SliceInterpNet, build_models
+from napari_xview.models import AxialNet, PixelInterpNet, build_models
 from napari_xview.profiles import SliceGeometry
 
 #: Identifies our checkpoints; bumped when the layout of the file changes incompatibly.
@@ -54,7 +54,7 @@ class XViewModel:
     """
 
     config: ModelConfig
-    sint: SliceInterpNet | None
+    sint: AxialNet | None
     pint: PixelInterpNet
     geometry: SliceGeometry | None = None
     self_check: dict[str, Any] | None = None

@@ -18,9 +18,15 @@ from torch import nn
 from napari_xview.config import ModelConfig
 from napari_xview.models.memory import MemoryBank, MemoryLosses
 from napari_xview.models.pixel_interp import PixelInterpNet
+from napari_xview.models.slice_fullres import FullResSliceNet
 from napari_xview.models.slice_interp import SliceInterpNet
 
+#: SInt-A, of either design (``model.sint_architecture``).
+AxialNet = SliceInterpNet | FullResSliceNet
+
 __all__ = [
+    "AxialNet",
+    "FullResSliceNet",
     "MemoryBank",
     "MemoryLosses",
     "PixelInterpNet",
@@ -30,12 +36,14 @@ __all__ = [
 ]
 
 
-def build_models(config: ModelConfig) -> tuple[SliceInterpNet, PixelInterpNet]:
-    """Build SInt-A and PInt for ``config``, in that order (deterministic under a seed)."""
+def build_models(config: ModelConfig) -> tuple[AxialNet, PixelInterpNet]:
+    """Build SInt-A (of ``config.sint_architecture``) and PInt for ``config``, in that order
+    (deterministic under a seed)."""
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}; "
                         f"use napari_xview.config.resolve('lite', factor).model")
-    return SliceInterpNet(config), PixelInterpNet(config)
+    sint = FullResSliceNet if config.sint_architecture == "fullres" else SliceInterpNet
+    return sint(config), PixelInterpNet(config)
 
 
 def count_parameters(module: nn.Module) -> int:
