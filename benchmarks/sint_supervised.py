@@ -10,6 +10,11 @@ linear interpolation. The target slices are the training targets too, so this is
 bound on what SInt-A can learn in that many steps, not a result::
 
     python benchmarks/sint_supervised.py data/lung2_image.nrrd --lr 1e-3 --steps 3000
+    python benchmarks/sint_supervised.py data/lung2_image.nrrd --lr 1e-3 --steps 3000 \
+        --architecture fullres --channels 16
+
+``--architecture fullres`` puts the full-resolution SInt-A (``model.sint_architecture``) in the
+same place, at ``--channels`` features.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--space-to-depth", type=int, default=8)
+    parser.add_argument("--architecture", choices=("cain", "fullres"), default="cain")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="SInt-A's feature width (default the preset's)")
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--region", type=int, default=128)
     args = parser.parse_args()
@@ -39,8 +47,11 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    widths = {} if args.channels is None else {"model.sint_channels": args.channels}
     config = resolve("distill", 2, {"model.sint_start_scale": 0.0,
-                                    "model.space_to_depth": args.space_to_depth}).model
+                                    "model.space_to_depth": args.space_to_depth,
+                                    "model.sint_architecture": args.architecture,
+                                    **widths}).model
     sint = XViewModel.create(config).sint
     sint.update_memory = False  # the memory terms are off in the preset too
     low, high = config.window

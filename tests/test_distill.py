@@ -8,10 +8,19 @@ import torch
 
 from conftest import tiny_model, tiny_train, with_model
 from napari_xview.config import resolve
-from napari_xview.engine import StageStarted, Step, Trainer, XViewModel, synthesize
+from napari_xview.engine import (
+    StageStarted,
+    Step,
+    Trainer,
+    XViewModel,
+    load_model,
+    save_model,
+    synthesize,
+)
 from napari_xview.engine.crossview import TeacherViews, distillation_terms, synthesised_slices
 from napari_xview.fusion import fuse_views
 from napari_xview.losses import consistency_loss
+from napari_xview.models import FullResSliceNet
 from napari_xview.sample import make_phantom
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -109,9 +118,11 @@ def test_stored_teacher_views_crop_like_the_sampler(phantom):
     np.testing.assert_allclose(stored_c[1, ::2].numpy(), crops[1].numpy(), atol=0.05)
 
 
-def test_inplane_distill_trains_pint_first_then_both(phantom):
+@pytest.mark.parametrize("architecture", ["cain", "fullres"])
+def test_inplane_distill_trains_pint_first_then_both(phantom, architecture):
     config = tiny_train(DISTILL, steps=4, teacher_refresh=0)
-    trainer = Trainer(phantom, with_model(config, tiny_model(2)))
+    trainer = Trainer(phantom, with_model(
+        config, tiny_model(2, sint_architecture=architecture)))
     sint_before = [p.detach().clone() for p in trainer.model.sint.parameters()]
     events = list(trainer.run())
     stages = [e.stage for e in events if isinstance(e, StageStarted)]
@@ -124,6 +135,26 @@ def test_inplane_distill_trains_pint_first_then_both(phantom):
     changed = [not torch.equal(a, b) for a, b in zip(sint_before, trainer.model.sint.parameters(),
                                                      strict=True)]
     assert any(changed)
+
+
+def test_a_distilled_fullres_sint_a_is_saved_loaded_and_synthesises(phantom, tmp_path):
+    """The full-resolution SInt-A goes through a checkpoint (weights only) and synthesis like
+    the paper's: the same axial view before and after."""
+    config = tiny_train(DISTILL, steps=3, teacher_refresh=0)
+    model_config = tiny_model(2, sint_architecture="fullres", sint_start_scale=0.0)
+    model = list(Trainer(phantom, with_model(config, model_config)).run())[-1].model
+    path = save_model(model, tmp_path / "fullres.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["model_config"]["sint_architecture"] == "fullres"
+    loaded = load_model(path)
+    assert isinstance(loaded.sint, FullResSliceNet)
+    before = synthesize(phantom, model, device="cpu", views=True).axial.array
+    after = synthesize(phantom, loaded, device="cpu", views=True).axial.array
+    np.testing.assert_array_equal(before, after)
+    # trained a few steps from exactly linear interpolation: no longer linear
+    linear = synthesize(phantom, XViewModel.create(model_config), device="cpu",
+                        views=True).axial.array
+    assert not np.array_equal(after, linear)
 
 
 def test_equation_7_on_three_distilled_views(phantom):
@@ -151,13 +182,17 @@ def test_the_distill_preset():
     config = resolve("distill", 4)
     assert config.objective.recipe == "inplane-distill" and config.objective.cmd_skip_copied
     assert config.model.networks == "both"
-    # SInt-A at its own, lower rate, without the memory terms (docs/benchmarks.md)
-    assert config.optimisation.sint_lr < config.optimisation.lr
+    # the full-resolution SInt-A from exactly linear interpolation, taught by PInt's stored
+    # views of the whole scan, one rate for both networks (docs/benchmarks.md)
+    assert config.model.sint_architecture == "fullres" and config.model.sint_start_scale == 0
+    assert config.objective.teacher_refresh == 1000 and config.optimisation.sint_lr is None
     assert config.objective.weight_memory == 0.0
+    assert resolve("lite", 4).model.sint_architecture == "cain"
     # the paper's preset stays section 3.2 as written
     paper = resolve("paper", 4)
     assert paper.objective.recipe == "downsampled" and not paper.objective.cmd_skip_copied
     assert paper.objective.teacher_refresh is None and paper.objective.teach_gamma is None
+    assert paper.model.sint_architecture == "cain"
 
 
 def test_fusion_by_agreement_by_hand():

@@ -91,8 +91,10 @@ class SettingsForm:
         self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(DEFAULT_PRESET)
         self.preset.setToolTip('"pixelwise": PInt alone, learnt from in-plane detail (best on '
-                               'a CPU); "lite": SInt-A and PInt with cross-view distillation, '
-                               'small; "paper": sections 3.1 and 4.1 (needs a GPU)')
+                               'a CPU); "distill": PInt taught in-plane, then distilled into '
+                               'SInt-A and back (three views); "lite": SInt-A and PInt with '
+                               'cross-view distillation, small; "paper": sections 3.1 and 4.1 '
+                               '(needs a GPU)')
         self.model_label = QLabel("no model yet")
         self.model_label.setWordWrap(True)
 
