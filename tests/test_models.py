@@ -56,6 +56,17 @@ def _image(batch: int = 2, rows: int = ROWS, width: int = WIDTH, seed: int = 2) 
     return torch.rand(batch, 1, rows, width, generator=generator)
 
 
+def _fit_towards_grey(sint: torch.nn.Module, first: torch.Tensor, second: torch.Tensor, *,
+                     steps: int, lr: float) -> None:
+    """``steps`` Adam steps pulling SInt-A's slices between ``first`` and ``second`` to 0.5."""
+    optimiser = torch.optim.Adam(sint.parameters(), lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        slices, _ = sint(first, second)
+        (slices - 0.5).square().mean().backward()
+        optimiser.step()
+
+
 def _zero_tail(*models: torch.nn.Module) -> None:
     with torch.no_grad():
         for model in models:
@@ -190,12 +201,7 @@ def test_sint_start_scale_zero_starts_exactly_at_linear_interpolation_and_learns
     slices, _ = sint(first, second)
     assert torch.equal(slices, linear_between(first, second, 4))
     # the last convolution gets a gradient at once; the earlier layers once it has moved
-    optimiser = torch.optim.Adam(sint.parameters(), lr=1e-3)
-    for _ in range(2):
-        optimiser.zero_grad()
-        slices, _ = sint(first, second)
-        (slices - 0.5).square().mean().backward()
-        optimiser.step()
+    _fit_towards_grey(sint, first, second, steps=2, lr=1e-3)
     assert sint.head.weight.grad.abs().sum() > 0
     assert not torch.equal(sint(first, second)[0], linear_between(first, second, 4))
 
@@ -360,12 +366,7 @@ def test_fullres_sint_starts_exactly_at_linear_interpolation_and_learns_everywhe
     sint, _ = _models(3, sint_architecture="fullres", sint_start_scale=0.0, reduction=1)
     first, second = _slices()
     assert torch.equal(sint(first, second)[0], linear_between(first, second, 3))
-    optimiser = torch.optim.Adam(sint.parameters(), lr=1e-2)
-    for _ in range(3):
-        optimiser.zero_grad()
-        slices, _ = sint(first, second)
-        (slices - 0.5).square().mean().backward()
-        optimiser.step()
+    _fit_towards_grey(sint, first, second, steps=3, lr=1e-2)
     for name, parameter in sint.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     assert not torch.equal(sint(first, second)[0], linear_between(first, second, 3))

@@ -29,6 +29,18 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
 
 
+def scale_initial(conv: nn.Conv2d, scale: float) -> nn.Conv2d:
+    """Scale a new convolution's weight and bias by ``scale`` (in place; returns ``conv``).
+
+    A network that predicts a correction to linear interpolation starts close to it (a small
+    ``scale``) or exactly at it (0) when its last convolution starts small.
+    """
+    with torch.no_grad():
+        conv.weight.mul_(scale)
+        conv.bias.mul_(scale)
+    return conv
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation channel attention of RCAN.
 

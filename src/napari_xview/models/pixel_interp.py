@@ -13,6 +13,7 @@ from napari_xview.models.blocks import (
     ResidualGroup,
     conv3x3,
     linear_rows,
+    scale_initial,
     shuffle_rows,
 )
 
@@ -83,9 +84,7 @@ class PixelInterpNet(nn.Module):
         self.upsample = conv3x3(width, self.factor * width)
         self.tail = conv3x3(width, 1)
         if self.residual_to_linear:
-            with torch.no_grad():
-                self.tail.weight.mul_(0.1)
-                self.tail.bias.mul_(0.1)
+            scale_initial(self.tail, 0.1)
 
     def forward(self, image: Tensor) -> Tensor:
         """Upscale ``image`` by r along dim -2.

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from napari_xview.config import ModelConfig
-from napari_xview.models.blocks import ResidualGroup, conv3x3, linear_between
+from napari_xview.models.blocks import ResidualGroup, conv3x3, linear_between, scale_initial
 from napari_xview.models.memory import MemoryLosses
 from napari_xview.models.slice_interp import check_slice_pair
 
@@ -68,10 +68,7 @@ class FullResSliceNet(nn.Module):
             *(ResidualGroup(width, config.sint_blocks, config.reduction) for _ in range(GROUPS)),
             conv3x3(width, width),
         )
-        self.tail = conv3x3(width, self.factor - 1)
-        with torch.no_grad():
-            self.tail.weight.mul_(config.sint_start_scale)
-            self.tail.bias.mul_(config.sint_start_scale)
+        self.tail = scale_initial(conv3x3(width, self.factor - 1), config.sint_start_scale)
 
     def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, MemoryLosses]:
         """Synthesise the r - 1 slices between ``first`` and ``second``.

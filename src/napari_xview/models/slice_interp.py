@@ -13,6 +13,7 @@ from napari_xview.models.blocks import (
     conv3x3,
     linear_between,
     pad_to_multiple,
+    scale_initial,
 )
 from napari_xview.models.memory import MemoryBank, MemoryLosses
 
@@ -121,9 +122,7 @@ class SliceInterpNet(nn.Module):
         ])
         self.tail = conv3x3(width, (self.factor - 1) * self.block**2)
         if self.residual_to_linear:
-            with torch.no_grad():
-                self.tail.weight.mul_(config.sint_start_scale)
-                self.tail.bias.mul_(config.sint_start_scale)
+            scale_initial(self.tail, config.sint_start_scale)
 
     def forward(self, first: Tensor, second: Tensor) -> tuple[Tensor, MemoryLosses]:
         """Synthesise the r - 1 slices between ``first`` and ``second``.
